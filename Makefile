@@ -1,0 +1,29 @@
+EXTENSION  = twilio_outbox
+EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).control)
+MODULE_big = $(EXTENSION)
+OBJS       = src/twilio_outbox.o src/settings.o src/shmem.o src/worker.o src/queue.o \
+             src/enqueue.o src/trigger.o src/validate.o src/segments.o src/status.o
+DATA       = $(wildcard $(EXTENSION)--*.sql)
+PGFILEDESC = "twilio_outbox - transactional outbox delivering messages via Twilio"
+
+REGRESS      = install pools enqueue errors segments trigger transitions views
+REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=./tmp_check
+
+PKG_CONFIG ?= pkg-config
+CURL_CFLAGS := $(shell $(PKG_CONFIG) --cflags libcurl 2>/dev/null || curl-config --cflags)
+CURL_LIBS   := $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null || curl-config --libs)
+# -Wextra minus the warnings PostgreSQL's own headers and callback signatures trip;
+# CI (scripts/test.sh) builds with WERROR=1.
+PG_CFLAGS   += -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
+               -Wno-missing-field-initializers $(if $(WERROR),-Werror)
+PG_CPPFLAGS += $(CURL_CFLAGS) -DTWILIO_OUTBOX_VERSION=\"$(EXTVERSION)\"
+SHLIB_LINK  += $(CURL_LIBS)
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# pgTAP suites; need a running server that preloads twilio_outbox (see scripts/test.sh)
+prove:
+	pg_prove --pset tuples_only=1 test/*.sql
+.PHONY: prove

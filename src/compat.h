@@ -1,0 +1,39 @@
+/*-------------------------------------------------------------------------
+ *
+ * compat.h
+ *		Everything that differs between the PostgreSQL major versions we
+ *		build against (15, 16, 17).  No other file tests PG_VERSION_NUM.
+ *
+ * Copyright (c) 2026, twilio_outbox developers
+ *
+ * IDENTIFICATION
+ *	  src/compat.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef TOB_COMPAT_H
+#define TOB_COMPAT_H
+
+#include "utils/wait_event.h"
+
+#if PG_VERSION_NUM < 150000
+#error "twilio_outbox needs PostgreSQL 15 or later"
+#endif
+
+/* Custom wait events arrived in 17; before that everything is "Extension". */
+#if PG_VERSION_NUM >= 170000
+#define TOB_WAIT_EVENT(name) WaitEventExtensionNew(name)
+#else
+#define TOB_WAIT_EVENT(name) PG_WAIT_EXTENSION
+#endif
+
+/* pg_noreturn replaced pg_attribute_noreturn() in 18. */
+#if PG_VERSION_NUM >= 180000
+#define TOB_NORETURN_PREFIX pg_noreturn
+#define TOB_NORETURN_SUFFIX
+#else
+#define TOB_NORETURN_PREFIX
+#define TOB_NORETURN_SUFFIX pg_attribute_noreturn()
+#endif
+
+#endif							/* TOB_COMPAT_H */

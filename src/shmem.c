@@ -1,0 +1,192 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.c
+ *		Shared memory of twilio_outbox: the worker's latch for commit-time
+ *		wake-ups, its live state and counters, and the per-pool token
+ *		buckets.
+ *
+ * Locking rules are written down beside TobSharedState in shmem.h.
+ *
+ * Copyright (c) 2026, twilio_outbox developers
+ *
+ * IDENTIFICATION
+ *	  src/shmem.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "utils/timestamp.h"
+
+#include "shmem.h"
+
+TobSharedState *tob_shared = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void tob_shmem_request(void);
+static void tob_shmem_startup(void);
+static void tob_worker_detach(int code, Datum arg);
+
+void
+tob_shmem_install_hooks(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = tob_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = tob_shmem_startup;
+}
+
+static void
+tob_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(TobSharedState)));
+	RequestNamedLWLockTranche("twilio_outbox", 1);
+}
+
+static void
+tob_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	tob_shared = NULL;
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	tob_shared = ShmemInitStruct("twilio_outbox", sizeof(TobSharedState), &found);
+	if (!found)
+	{
+		memset(tob_shared, 0, sizeof(TobSharedState));
+		tob_shared->lock = &(GetNamedLWLockTranche("twilio_outbox"))->lock;
+		SpinLockInit(&tob_shared->mutex);
+		pg_atomic_init_u64(&tob_shared->commit_wakeups, 0);
+		tob_shared->state = TOB_STATE_STOPPED;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * Raise the usual error when a function that needs shared memory runs in a
+ * server that did not preload the library.
+ */
+void
+tob_require_shmem(void)
+{
+	if (tob_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("twilio_outbox must be loaded via shared_preload_libraries"),
+				 errhint("Add twilio_outbox to the shared_preload_libraries configuration variable in postgresql.conf and restart the server.")));
+}
+
+/*
+ * Set the worker's latch.  Called at commit by a transaction that enqueued,
+ * so it must not fail: without shared memory or a worker it does nothing
+ * (the worker's periodic scan picks the rows up).
+ */
+void
+tob_wake_worker(void)
+{
+	Latch	   *latch;
+
+	if (tob_shared == NULL)
+		return;
+	SpinLockAcquire(&tob_shared->mutex);
+	latch = tob_shared->worker_latch;
+	SpinLockRelease(&tob_shared->mutex);
+	pg_atomic_fetch_add_u64(&tob_shared->commit_wakeups, 1);
+	if (latch)
+		SetLatch(latch);
+}
+
+/*
+ * Publish this process as the worker.  A second worker would double the
+ * send rate, so refuse to run beside a live one.
+ */
+void
+tob_worker_attach(void)
+{
+	bool		taken;
+
+	tob_require_shmem();
+	SpinLockAcquire(&tob_shared->mutex);
+	taken = tob_shared->worker_pid != 0;
+	if (!taken)
+	{
+		tob_shared->worker_pid = MyProcPid;
+		tob_shared->worker_latch = MyLatch;
+	}
+	SpinLockRelease(&tob_shared->mutex);
+	if (taken)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("twilio_outbox worker is already running")));
+
+	LWLockAcquire(tob_shared->lock, LW_EXCLUSIVE);
+	tob_shared->state = TOB_STATE_STARTING;
+	tob_shared->started_at = GetCurrentTimestamp();
+	tob_shared->last_activity_at = tob_shared->started_at;
+	tob_shared->in_flight = 0;
+	memset(&tob_shared->totals, 0, sizeof(TobCounters));
+	LWLockRelease(tob_shared->lock);
+
+	before_shmem_exit(tob_worker_detach, (Datum) 0);
+}
+
+static void
+tob_worker_detach(int code, Datum arg)
+{
+	SpinLockAcquire(&tob_shared->mutex);
+	tob_shared->worker_pid = 0;
+	tob_shared->worker_latch = NULL;
+	SpinLockRelease(&tob_shared->mutex);
+
+	LWLockAcquire(tob_shared->lock, LW_EXCLUSIVE);
+	tob_shared->state = TOB_STATE_STOPPED;
+	tob_shared->in_flight = 0;
+	LWLockRelease(tob_shared->lock);
+}
+
+void
+tob_worker_set_state(TobWorkerState state)
+{
+	LWLockAcquire(tob_shared->lock, LW_EXCLUSIVE);
+	tob_shared->state = state;
+	tob_shared->last_activity_at = GetCurrentTimestamp();
+	LWLockRelease(tob_shared->lock);
+}
+
+const char *
+tob_worker_state_name(TobWorkerState state)
+{
+	switch (state)
+	{
+		case TOB_STATE_STOPPED:
+			return "stopped";
+		case TOB_STATE_STARTING:
+			return "starting";
+		case TOB_STATE_WAITING_FOR_EXTENSION:
+			return "waiting_for_extension";
+		case TOB_STATE_DISABLED:
+			return "disabled";
+		case TOB_STATE_UNCONFIGURED:
+			return "unconfigured";
+		case TOB_STATE_IDLE:
+			return "idle";
+		case TOB_STATE_SENDING:
+			return "sending";
+		case TOB_STATE_THROTTLED:
+			return "throttled";
+		case TOB_STATE_AUTH_FAILED:
+			return "auth_failed";
+	}
+	return "unknown";
+}

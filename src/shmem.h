@@ -1,0 +1,100 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.h
+ *		State shared between the sender worker, the backends that enqueue
+ *		(commit-time wake-up) and the monitoring views.
+ *
+ * IDENTIFICATION
+ *	  src/shmem.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef TOB_SHMEM_H
+#define TOB_SHMEM_H
+
+#include "datatype/timestamp.h"
+#include "port/atomics.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/spin.h"
+
+#define TOB_MAX_POOLS		256
+#define TOB_POOL_NAME_LEN	64	/* pool names are 1-63 characters */
+
+typedef enum TobWorkerState
+{
+	TOB_STATE_STOPPED = 0,
+	TOB_STATE_STARTING,
+	TOB_STATE_WAITING_FOR_EXTENSION,
+	TOB_STATE_DISABLED,
+	TOB_STATE_UNCONFIGURED,
+	TOB_STATE_IDLE,
+	TOB_STATE_SENDING,
+	TOB_STATE_THROTTLED,
+	TOB_STATE_AUTH_FAILED
+} TobWorkerState;
+
+/* Totals since the worker started; read by twilio_worker_status. */
+typedef struct TobCounters
+{
+	uint64		requests;		/* HTTP requests completed */
+	uint64		sent;			/* rows that became sent */
+	uint64		retried;		/* rows that became retrying */
+	uint64		failed;			/* rows that became failed */
+	uint64		expired;		/* rows that became expired */
+	uint64		http_429;
+	uint64		http_5xx;
+	uint64		transport_errors;
+} TobCounters;
+
+/*
+ * One sender pool's pacing state: a token bucket counted in segments.
+ * Written by the worker only, under TobSharedState->lock.
+ */
+typedef struct TobPoolSlot
+{
+	char		name[TOB_POOL_NAME_LEN];
+	double		mps;			/* configured rate, twilio_pools.mps */
+	double		effective_mps;	/* rate in force now (lowered after a 429) */
+	int			burst;			/* bucket capacity */
+	double		tokens;			/* segments that may go now */
+	TimestampTz refilled_at;	/* when tokens was last brought up to date */
+	TimestampTz paused_until;	/* 0 when not paused by the worker */
+	bool		paused;			/* twilio_pools.paused */
+	int			in_flight;
+	uint64		sent;
+} TobPoolSlot;
+
+/*
+ * Locking: worker_latch and worker_pid are read by every committing
+ * enqueuer, so they sit under the spinlock `mutex`; everything else is
+ * written by the worker under `lock` (LW_EXCLUSIVE) and read by the views
+ * under LW_SHARED, copying out before building tuples.
+ */
+typedef struct TobSharedState
+{
+	LWLock	   *lock;
+	slock_t		mutex;
+	pid_t		worker_pid;
+	Latch	   *worker_latch;
+	pg_atomic_uint64 commit_wakeups;	/* commits that woke the worker */
+
+	TobWorkerState state;
+	TimestampTz started_at;
+	TimestampTz last_activity_at;
+	int			in_flight;
+	TobCounters totals;
+	int			npools;
+	TobPoolSlot pools[TOB_MAX_POOLS];
+} TobSharedState;
+
+extern TobSharedState *tob_shared;
+
+extern void tob_shmem_install_hooks(void);
+extern void tob_require_shmem(void);
+extern void tob_wake_worker(void);
+extern void tob_worker_attach(void);
+extern void tob_worker_set_state(TobWorkerState state);
+extern const char *tob_worker_state_name(TobWorkerState state);
+
+#endif							/* TOB_SHMEM_H */

@@ -1,0 +1,363 @@
+/* twilio_outbox--0.1.0.sql */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION twilio_outbox" to load this file. \quit
+
+DO $$
+BEGIN
+	IF pg_catalog.current_setting('twilio_outbox.database', true) IS NULL THEN
+		RAISE EXCEPTION 'twilio_outbox must be loaded via shared_preload_libraries'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      HINT = 'Add twilio_outbox to shared_preload_libraries in postgresql.conf and restart the server.';
+	END IF;
+	IF pg_catalog.current_database() OPERATOR(pg_catalog.<>)
+	   pg_catalog.current_setting('twilio_outbox.database') THEN
+		RAISE EXCEPTION 'can only create extension twilio_outbox in database "%"',
+				pg_catalog.current_setting('twilio_outbox.database')
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      DETAIL = 'The twilio_outbox worker serves the database named by twilio_outbox.database.',
+			      HINT = pg_catalog.format('Connect to database "%s", or set twilio_outbox.database = %L and restart the server.',
+				pg_catalog.current_setting('twilio_outbox.database'), pg_catalog.current_database());
+	END IF;
+END
+$$;
+
+-- Group roles through which privileges are granted; never login roles.
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'twilio_outbox_writer') THEN
+		CREATE ROLE twilio_outbox_writer NOLOGIN;
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'twilio_outbox_admin') THEN
+		CREATE ROLE twilio_outbox_admin NOLOGIN;
+	END IF;
+END
+$$;
+GRANT twilio_outbox_writer TO twilio_outbox_admin;
+
+------------------------------------------------------------------------
+-- Pools
+------------------------------------------------------------------------
+
+-- API: private
+-- Which of Twilio's sender forms s is: NULL when none.
+CREATE FUNCTION _twilio_sender_form(s text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN CASE
+	WHEN s ~ '^\+[1-9][0-9]{0,14}$' THEN 'phone_number'
+	WHEN s ~ '^whatsapp:\+[1-9][0-9]{0,14}$' THEN 'whatsapp'
+	WHEN s ~ '^MG[0-9a-fA-F]{32}$' THEN 'messaging_service'
+	WHEN s ~ '^[0-9]{3,8}$' THEN 'short_code'
+	WHEN s ~ '^[A-Za-z0-9][A-Za-z0-9 &+._-]{0,10}$' AND s ~ '[A-Za-z]' THEN 'alphanumeric'
+END;
+
+CREATE TABLE twilio_pools (
+	name			text PRIMARY KEY,
+	sender			text NOT NULL,
+	mps				numeric NOT NULL,
+	burst			integer NOT NULL DEFAULT 1,
+	paused			boolean NOT NULL DEFAULT false,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	CONSTRAINT twilio_pools_name_check CHECK (pg_catalog.length(name) BETWEEN 1 AND 63),
+	CONSTRAINT twilio_pools_sender_check CHECK (_twilio_sender_form(sender) IS NOT NULL),
+	CONSTRAINT twilio_pools_mps_check CHECK (mps > 0 AND mps <= 10000),
+	CONSTRAINT twilio_pools_burst_check CHECK (burst >= 1)
+);
+COMMENT ON TABLE twilio_pools IS 'Sender pools: who sends, and at how many segments per second';
+COMMENT ON COLUMN twilio_pools.sender IS '+E164 number, short code, alphanumeric sender id, whatsapp:+E164, or a Messaging Service SID (MG...)';
+COMMENT ON COLUMN twilio_pools.mps IS 'message segments per second this pool may send (0 < mps <= 10000)';
+COMMENT ON COLUMN twilio_pools.burst IS 'segments that may go back to back after idling';
+COMMENT ON COLUMN twilio_pools.paused IS 'a paused pool sends nothing; its rows stay queued';
+
+-- API: private
+-- The CHECK constraints above are the backstop; this gives each mistake a
+-- message that names the column and a hint.
+CREATE FUNCTION _twilio_pools_validate() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NEW.name IS NULL OR length(NEW.name) NOT BETWEEN 1 AND 63 THEN
+		RAISE EXCEPTION 'pool name must be 1 to 63 characters long'
+			USING ERRCODE = 'check_violation', COLUMN = 'name',
+			      HINT = 'Use a short name such as ''default'' or ''marketing''.';
+	END IF;
+	IF NEW.sender IS NULL OR @extschema@._twilio_sender_form(NEW.sender) IS NULL THEN
+		RAISE EXCEPTION 'invalid sender % for pool "%"', coalesce(quote_literal(NEW.sender), 'NULL'), NEW.name
+			USING ERRCODE = 'check_violation', COLUMN = 'sender',
+			      HINT = 'Use a +E164 number (''+14155550100''), a short code (''12345''), an alphanumeric sender id of up to 11 characters (''ACME''), ''whatsapp:+14155550100'', or a Messaging Service SID (''MG'' and 32 hex digits).';
+	END IF;
+	IF NEW.mps IS NULL OR NEW.mps <= 0 OR NEW.mps > 10000 THEN
+		RAISE EXCEPTION 'mps % for pool "%" is out of range', coalesce(NEW.mps::text, 'NULL'), NEW.name
+			USING ERRCODE = 'check_violation', COLUMN = 'mps',
+			      HINT = 'mps is the segments per second the sender may send: more than 0 and at most 10000 (a US long code is 1, toll-free 3, a short code 100).';
+	END IF;
+	IF NEW.burst IS NULL OR NEW.burst < 1 THEN
+		RAISE EXCEPTION 'burst % for pool "%" is out of range', coalesce(NEW.burst::text, 'NULL'), NEW.name
+			USING ERRCODE = 'check_violation', COLUMN = 'burst',
+			      HINT = 'burst is how many segments may go back to back; it is at least 1.';
+	END IF;
+	RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER twilio_pools_validate
+	BEFORE INSERT OR UPDATE ON twilio_pools
+	FOR EACH ROW EXECUTE FUNCTION _twilio_pools_validate();
+
+------------------------------------------------------------------------
+-- The outbox
+------------------------------------------------------------------------
+
+CREATE TABLE twilio_outbox (
+	id				bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+	pool			text NOT NULL REFERENCES twilio_pools (name) ON UPDATE CASCADE,
+	to_number		text NOT NULL,
+	body			text,
+	media_urls		text[],
+	num_segments	integer NOT NULL,
+	params			jsonb NOT NULL DEFAULT '{}',
+	status			text NOT NULL DEFAULT 'queued',
+	priority		integer NOT NULL DEFAULT 0,
+	attempts		integer NOT NULL DEFAULT 0,
+	next_attempt_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	expires_at		timestamptz,
+	dedup_key		text UNIQUE,
+	twilio_sid		text,
+	delivery_status	text,
+	last_http_status integer,
+	last_error_code	integer,
+	last_error		text,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	sent_at			timestamptz,
+	status_callback	text,
+	claimed_at		timestamptz,
+	finished_at		timestamptz,
+	CONSTRAINT twilio_outbox_status_check
+		CHECK (status IN ('queued', 'sending', 'sent', 'retrying', 'failed', 'expired', 'canceled')),
+	CONSTRAINT twilio_outbox_priority_check CHECK (priority BETWEEN -100 AND 100),
+	CONSTRAINT twilio_outbox_num_segments_check CHECK (num_segments >= 1),
+	CONSTRAINT twilio_outbox_attempts_check CHECK (attempts >= 0)
+);
+COMMENT ON TABLE twilio_outbox IS 'One row per message; written by twilio_enqueue, sent by the twilio_outbox worker';
+COMMENT ON COLUMN twilio_outbox.num_segments IS 'segments the body takes (GSM-7 160/153, UCS-2 70/67; 1 for MMS and WhatsApp): the pacing cost';
+COMMENT ON COLUMN twilio_outbox.next_attempt_at IS 'not sent before this (send_after, then backoff)';
+COMMENT ON COLUMN twilio_outbox.expires_at IS 'not sent after this: becomes expired';
+COMMENT ON COLUMN twilio_outbox.claimed_at IS 'when the worker last claimed the row for sending';
+COMMENT ON COLUMN twilio_outbox.finished_at IS 'when the row reached sent, failed, expired or canceled';
+
+-- The worker's claim: due rows of one pool, highest priority first, then
+-- oldest next_attempt_at.  Partial, so finished rows never slow it down.
+CREATE INDEX twilio_outbox_due_idx ON twilio_outbox (pool, priority DESC, next_attempt_at)
+	WHERE status IN ('queued', 'retrying');
+-- Per-pool counts for the views, and the foreign key's lookups.
+CREATE INDEX twilio_outbox_pool_status_idx ON twilio_outbox (pool, status);
+
+-- API: private
+-- A pool that messages still reference cannot be deleted; say so plainly.
+CREATE FUNCTION _twilio_pools_guard_delete() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF EXISTS (SELECT FROM @extschema@.twilio_outbox o WHERE o.pool = OLD.name) THEN
+		RAISE EXCEPTION 'pool "%" cannot be deleted while messages reference it', OLD.name
+			USING ERRCODE = 'foreign_key_violation',
+			      HINT = pg_catalog.format('Pause it with UPDATE twilio_pools SET paused = true WHERE name = %L, or delete its rows from twilio_outbox first.', OLD.name);
+	END IF;
+	RETURN OLD;
+END
+$$;
+
+CREATE TRIGGER twilio_pools_guard_delete
+	BEFORE DELETE ON twilio_pools
+	FOR EACH ROW EXECUTE FUNCTION _twilio_pools_guard_delete();
+
+------------------------------------------------------------------------
+-- Functions
+------------------------------------------------------------------------
+
+CREATE FUNCTION twilio_enqueue(to_number text, body text, pool text DEFAULT 'default',
+							   media_urls text[] DEFAULT NULL, send_after timestamptz DEFAULT NULL,
+							   valid_for interval DEFAULT NULL, priority integer DEFAULT 0,
+							   dedup_key text DEFAULT NULL, status_callback text DEFAULT NULL,
+							   params jsonb DEFAULT NULL)
+RETURNS bigint
+LANGUAGE c VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'twilio_outbox_enqueue_1_0';
+COMMENT ON FUNCTION twilio_enqueue(text, text, text, text[], timestamptz, interval, integer, text, text, jsonb)
+	IS 'Validate a message and add it to the outbox; it is sent after the calling transaction commits';
+
+CREATE FUNCTION twilio_cancel(id bigint) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF id IS NULL THEN
+		RAISE EXCEPTION 'id must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+			      HINT = 'Pass the id twilio_enqueue returned.';
+	END IF;
+	UPDATE @extschema@.twilio_outbox o
+	   SET status = 'canceled', finished_at = now()
+	 WHERE o.id = twilio_cancel.id AND o.status IN ('queued', 'retrying');
+	RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION twilio_cancel(bigint) IS 'Cancel a queued or retrying message; true when it was canceled';
+
+CREATE FUNCTION twilio_retry(id bigint) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF id IS NULL THEN
+		RAISE EXCEPTION 'id must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+			      HINT = 'Pass the id of a failed, expired or canceled message.';
+	END IF;
+	-- An expiry that has already passed would expire the row again at once.
+	UPDATE @extschema@.twilio_outbox o
+	   SET status = 'queued', attempts = 0, next_attempt_at = now(), finished_at = NULL,
+	       expires_at = CASE WHEN o.expires_at <= now() THEN NULL ELSE o.expires_at END
+	 WHERE o.id = twilio_retry.id AND o.status IN ('failed', 'expired', 'canceled');
+	IF FOUND THEN
+		PERFORM @extschema@._twilio_wake_at_commit();
+	END IF;
+	RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION twilio_retry(bigint) IS 'Queue a failed, expired or canceled message again with attempts reset to 0; true when it was queued';
+
+-- API: private
+-- Wake the worker when the calling transaction commits.
+CREATE FUNCTION _twilio_wake_at_commit() RETURNS void
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'twilio_outbox_wake_at_commit_1_0';
+
+CREATE FUNCTION twilio_enqueue_trigger() RETURNS trigger
+LANGUAGE c SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'twilio_outbox_enqueue_trigger_1_0';
+COMMENT ON FUNCTION twilio_enqueue_trigger() IS
+	'Row trigger: EXECUTE FUNCTION twilio_enqueue_trigger(pool, to_column, body_template) enqueues a message per row; {column} in the template takes that column of NEW';
+
+-- API: private
+CREATE FUNCTION _twilio_check_trigger(trigger oid, trigger_function regprocedure) RETURNS void
+LANGUAGE c STABLE STRICT
+AS 'MODULE_PATHNAME', 'twilio_outbox_check_trigger_1_0';
+
+-- API: private
+-- Checks the arguments of a new trigger that uses twilio_enqueue_trigger, so
+-- that a mistake fails at CREATE TRIGGER rather than on the first insert.
+CREATE FUNCTION _twilio_on_create_trigger() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cmd record;
+BEGIN
+	FOR cmd IN SELECT objid FROM pg_catalog.pg_event_trigger_ddl_commands()
+	            WHERE classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass
+	LOOP
+		PERFORM @extschema@._twilio_check_trigger(cmd.objid,
+			'@extschema@.twilio_enqueue_trigger()'::pg_catalog.regprocedure);
+	END LOOP;
+END
+$$;
+
+CREATE EVENT TRIGGER twilio_outbox_check_trigger ON ddl_command_end
+	WHEN TAG IN ('CREATE TRIGGER')
+	EXECUTE FUNCTION _twilio_on_create_trigger();
+
+------------------------------------------------------------------------
+-- Views
+------------------------------------------------------------------------
+
+-- API: private
+CREATE FUNCTION _twilio_worker_status(
+	OUT pid integer, OUT state text, OUT in_flight integer,
+	OUT started_at timestamptz, OUT last_activity_at timestamptz,
+	OUT requests bigint, OUT sent bigint, OUT retried bigint, OUT failed bigint,
+	OUT expired bigint, OUT http_429 bigint, OUT http_5xx bigint,
+	OUT transport_errors bigint, OUT commit_wakeups bigint)
+RETURNS record
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'twilio_outbox_worker_status_1_0';
+
+-- API: private
+CREATE FUNCTION _twilio_pool_status(
+	OUT pool text, OUT mps double precision, OUT effective_mps double precision,
+	OUT burst integer, OUT tokens double precision, OUT paused boolean,
+	OUT paused_until timestamptz, OUT in_flight integer, OUT sent bigint)
+RETURNS SETOF record
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'twilio_outbox_pool_status_1_0';
+
+CREATE VIEW twilio_pool_status AS
+	SELECT * FROM _twilio_pool_status();
+COMMENT ON VIEW twilio_pool_status IS 'Per pool pacing state of the worker: effective rate, bucket tokens, pause';
+
+CREATE VIEW twilio_worker_status AS
+	SELECT w.*,
+	       (SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(p) ORDER BY p.pool), '[]')
+	          FROM @extschema@._twilio_pool_status() p) AS pools
+	  FROM _twilio_worker_status() w;
+COMMENT ON VIEW twilio_worker_status IS 'Live state of the twilio_outbox worker, with per pool rates in pools';
+
+CREATE VIEW twilio_queue_stats AS
+	SELECT p.name AS pool,
+	       p.mps,
+	       p.paused,
+	       COALESCE(a.queued, 0) AS queued,
+	       COALESCE(a.retrying, 0) AS retrying,
+	       COALESCE(a.sending, 0) AS sending,
+	       (SELECT pg_catalog.count(*) FROM @extschema@.twilio_outbox o
+	         WHERE o.pool = p.name AND o.status = 'sent'
+	           AND o.sent_at > pg_catalog.now() - interval '1 minute') AS sent_last_minute,
+	       (SELECT pg_catalog.count(*) FROM @extschema@.twilio_outbox o
+	         WHERE o.pool = p.name AND o.status = 'failed'
+	           AND o.finished_at > pg_catalog.now() - interval '1 hour') AS failed_last_hour,
+	       pg_catalog.now() - a.oldest_due AS oldest_queued_age,
+	       pg_catalog.make_interval(secs => COALESCE(a.pending_segments, 0) / p.mps) AS est_drain_time
+	  FROM @extschema@.twilio_pools p
+	  LEFT JOIN LATERAL (
+	        SELECT pg_catalog.count(*) FILTER (WHERE o.status = 'queued') AS queued,
+	               pg_catalog.count(*) FILTER (WHERE o.status = 'retrying') AS retrying,
+	               pg_catalog.count(*) FILTER (WHERE o.status = 'sending') AS sending,
+	               pg_catalog.min(o.next_attempt_at) FILTER (WHERE o.status = 'queued'
+	                   AND o.next_attempt_at <= pg_catalog.now()) AS oldest_due,
+	               pg_catalog.sum(o.num_segments) AS pending_segments
+	          FROM @extschema@.twilio_outbox o
+	         WHERE o.pool = p.name AND o.status IN ('queued', 'retrying', 'sending')) a ON true;
+COMMENT ON VIEW twilio_queue_stats IS 'One row per pool: queue depth, recent throughput and failures, estimated drain time';
+
+------------------------------------------------------------------------
+-- Privileges: PUBLIC gets nothing
+------------------------------------------------------------------------
+
+REVOKE ALL ON TABLE twilio_pools, twilio_outbox FROM PUBLIC;
+REVOKE ALL ON FUNCTION
+	_twilio_sender_form(text), _twilio_pools_validate(), _twilio_pools_guard_delete(),
+	twilio_enqueue(text, text, text, text[], timestamptz, interval, integer, text, text, jsonb),
+	twilio_cancel(bigint), twilio_retry(bigint), _twilio_wake_at_commit(),
+	twilio_enqueue_trigger(), _twilio_check_trigger(oid, regprocedure), _twilio_on_create_trigger(),
+	_twilio_worker_status(), _twilio_pool_status()
+	FROM PUBLIC;
+REVOKE ALL ON twilio_pool_status, twilio_worker_status, twilio_queue_stats FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION
+	twilio_enqueue(text, text, text, text[], timestamptz, interval, integer, text, text, jsonb),
+	twilio_cancel(bigint), twilio_enqueue_trigger()
+	TO twilio_outbox_writer;
+GRANT SELECT ON twilio_pools, twilio_outbox TO twilio_outbox_writer;
+
+GRANT EXECUTE ON FUNCTION twilio_retry(bigint) TO twilio_outbox_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON twilio_pools TO twilio_outbox_admin;
+
+GRANT EXECUTE ON FUNCTION _twilio_worker_status(), _twilio_pool_status()
+	TO pg_monitor, twilio_outbox_admin;
+GRANT SELECT ON twilio_pool_status, twilio_worker_status, twilio_queue_stats
+	TO pg_monitor, twilio_outbox_admin;
