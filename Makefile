@@ -8,6 +8,8 @@ PGFILEDESC = "twilio_outbox - transactional outbox delivering messages via Twili
 
 REGRESS      = install pools enqueue errors segments trigger transitions views
 REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=./tmp_check
+ISOLATION      = dedup_race
+ISOLATION_OPTS = --temp-config=test/isolation.conf --temp-instance=./tmp_check
 
 PKG_CONFIG ?= pkg-config
 CURL_CFLAGS := $(shell $(PKG_CONFIG) --cflags libcurl 2>/dev/null || curl-config --cflags)

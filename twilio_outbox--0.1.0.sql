@@ -49,7 +49,8 @@ RETURN CASE
 	WHEN s ~ '^whatsapp:\+[1-9][0-9]{0,14}$' THEN 'whatsapp'
 	WHEN s ~ '^MG[0-9a-fA-F]{32}$' THEN 'messaging_service'
 	WHEN s ~ '^[0-9]{3,8}$' THEN 'short_code'
-	WHEN s ~ '^[A-Za-z0-9][A-Za-z0-9 &+._-]{0,10}$' AND s ~ '[A-Za-z]' THEN 'alphanumeric'
+	-- "MG..." is always read as a Messaging Service SID, so it cannot be an alphanumeric id
+	WHEN s ~ '^[A-Za-z0-9][A-Za-z0-9 &+._-]{0,10}$' AND s ~ '[A-Za-z]' AND s !~* '^MG' THEN 'alphanumeric'
 END;
 
 CREATE TABLE twilio_pools (
@@ -237,6 +238,12 @@ CREATE FUNCTION _twilio_wake_at_commit() RETURNS void
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'twilio_outbox_wake_at_commit_1_0';
 
+-- API: private
+-- Transaction callbacks this session registered (1 after any enqueue).
+CREATE FUNCTION _twilio_session_xact_callbacks() RETURNS integer
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'twilio_outbox_session_xact_callbacks_1_0';
+
 CREATE FUNCTION twilio_enqueue_trigger() RETURNS trigger
 LANGUAGE c SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -342,7 +349,7 @@ REVOKE ALL ON TABLE twilio_pools, twilio_outbox FROM PUBLIC;
 REVOKE ALL ON FUNCTION
 	_twilio_sender_form(text), _twilio_pools_validate(), _twilio_pools_guard_delete(),
 	twilio_enqueue(text, text, text, text[], timestamptz, interval, integer, text, text, jsonb),
-	twilio_cancel(bigint), twilio_retry(bigint), _twilio_wake_at_commit(),
+	twilio_cancel(bigint), twilio_retry(bigint), _twilio_wake_at_commit(), _twilio_session_xact_callbacks(),
 	twilio_enqueue_trigger(), _twilio_check_trigger(oid, regprocedure), _twilio_on_create_trigger(),
 	_twilio_worker_status(), _twilio_pool_status()
 	FROM PUBLIC;

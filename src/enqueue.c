@@ -47,8 +47,9 @@
 
 PG_FUNCTION_INFO_V1(twilio_outbox_enqueue_1_0);
 PG_FUNCTION_INFO_V1(twilio_outbox_wake_at_commit_1_0);
+PG_FUNCTION_INFO_V1(twilio_outbox_session_xact_callbacks_1_0);
 
-static bool wake_callback_registered = false;
+static int	wake_callbacks_registered = 0;
 static bool wake_at_commit = false;
 
 static Oid	insert_plan_nsp = InvalidOid;
@@ -88,10 +89,10 @@ tob_xact_callback(XactEvent event, void *arg)
 static void
 request_wake_at_commit(void)
 {
-	if (!wake_callback_registered)
+	if (wake_callbacks_registered == 0)
 	{
 		RegisterXactCallback(tob_xact_callback, NULL);
-		wake_callback_registered = true;
+		wake_callbacks_registered++;
 	}
 	wake_at_commit = true;
 }
@@ -494,4 +495,14 @@ twilio_outbox_wake_at_commit_1_0(PG_FUNCTION_ARGS)
 {
 	request_wake_at_commit();
 	PG_RETURN_VOID();
+}
+
+/*
+ * _twilio_session_xact_callbacks(): how many transaction callbacks this
+ * session registered; the tests check it stays at 1.
+ */
+Datum
+twilio_outbox_session_xact_callbacks_1_0(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(wake_callbacks_registered);
 }
