@@ -29,3 +29,6 @@ include $(PGXS)
 prove:
 	pg_prove --pset tuples_only=1 test/*.sql
 .PHONY: prove
+
+# PGXS tracks no header dependencies; rebuild everything when a header changes.
+$(OBJS): $(wildcard src/*.h)

@@ -157,8 +157,9 @@ CREATE INDEX twilio_outbox_pool_status_idx ON twilio_outbox (pool, status);
 
 -- API: private
 -- A pool that messages still reference cannot be deleted; say so plainly.
+-- SECURITY DEFINER: whoever may delete pools need not read the outbox.
 CREATE FUNCTION _twilio_pools_guard_delete() RETURNS trigger
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -362,6 +363,8 @@ GRANT EXECUTE ON FUNCTION
 GRANT SELECT ON twilio_pools, twilio_outbox TO twilio_outbox_writer;
 
 GRANT EXECUTE ON FUNCTION twilio_retry(bigint) TO twilio_outbox_admin;
+-- the pools' CHECK constraint and validation trigger run as the user writing the row
+GRANT EXECUTE ON FUNCTION _twilio_sender_form(text) TO twilio_outbox_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON twilio_pools TO twilio_outbox_admin;
 
 GRANT EXECUTE ON FUNCTION _twilio_worker_status(), _twilio_pool_status()

@@ -68,6 +68,7 @@ tob_shmem_startup(void)
 		tob_shared->lock = &(GetNamedLWLockTranche("twilio_outbox"))->lock;
 		SpinLockInit(&tob_shared->mutex);
 		pg_atomic_init_u64(&tob_shared->commit_wakeups, 0);
+		pg_atomic_init_u32(&tob_shared->wake_pending, 0);
 		tob_shared->state = TOB_STATE_STOPPED;
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -88,9 +89,12 @@ tob_require_shmem(void)
 }
 
 /*
- * Set the worker's latch.  Called at commit by a transaction that enqueued,
- * so it must not fail: without shared memory or a worker it does nothing
- * (the worker's periodic scan picks the rows up).
+ * Wake the worker.  Called at commit by a transaction that enqueued, so it
+ * must not fail: without shared memory or a worker it does nothing (the
+ * worker's periodic scan picks the rows up).
+ *
+ * Only the first commit after the worker last looked sets its latch: under
+ * load, signalling the worker on every commit costs more than the enqueue.
  */
 void
 tob_wake_worker(void)
@@ -99,12 +103,24 @@ tob_wake_worker(void)
 
 	if (tob_shared == NULL)
 		return;
+	pg_atomic_fetch_add_u64(&tob_shared->commit_wakeups, 1);
+	if (pg_atomic_exchange_u32(&tob_shared->wake_pending, 1) != 0)
+		return;
 	SpinLockAcquire(&tob_shared->mutex);
 	latch = tob_shared->worker_latch;
 	SpinLockRelease(&tob_shared->mutex);
-	pg_atomic_fetch_add_u64(&tob_shared->commit_wakeups, 1);
 	if (latch)
 		SetLatch(latch);
+}
+
+/*
+ * The worker calls this just before it looks for due rows: a commit after
+ * this point wakes it again.  Returns whether a wake-up was pending.
+ */
+bool
+tob_worker_take_wake(void)
+{
+	return pg_atomic_exchange_u32(&tob_shared->wake_pending, 0) != 0;
 }
 
 /*

@@ -77,7 +77,8 @@ typedef struct TobSharedState
 	slock_t		mutex;
 	pid_t		worker_pid;
 	Latch	   *worker_latch;
-	pg_atomic_uint64 commit_wakeups;	/* commits that woke the worker */
+	pg_atomic_uint64 commit_wakeups;	/* commits that asked for a wake-up */
+	pg_atomic_uint32 wake_pending;	/* set by commits, cleared by the worker */
 
 	TobWorkerState state;
 	TimestampTz started_at;
@@ -93,6 +94,7 @@ extern TobSharedState *tob_shared;
 extern void tob_shmem_install_hooks(void);
 extern void tob_require_shmem(void);
 extern void tob_wake_worker(void);
+extern bool tob_worker_take_wake(void);
 extern void tob_worker_attach(void);
 extern void tob_worker_set_state(TobWorkerState state);
 extern const char *tob_worker_state_name(TobWorkerState state);

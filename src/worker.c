@@ -26,6 +26,7 @@
 #include "storage/latch.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "compat.h"
 #include "queue.h"
@@ -89,20 +90,33 @@ credentials_configured(void)
 static bool
 tob_run_cycle(void)
 {
-	char	   *schema;
+	static TimestampTz checked_at = 0;
+	static bool have_schema = false;
+	TimestampTz now = GetCurrentTimestamp();
 
-	tob_xact_begin("twilio_outbox: looking for the extension");
-	schema = tob_extension_schema();
-	tob_xact_end();
+	/*
+	 * Commits wake us constantly under load; look the extension up at most
+	 * once a second rather than once per wake-up.
+	 */
+	if (TimestampDifferenceExceeds(checked_at, now, TOB_MAX_SLEEP_MS))
+	{
+		tob_xact_begin("twilio_outbox: looking for the extension");
+		have_schema = tob_extension_schema() != NULL;
+		tob_xact_end();
+		checked_at = now;
+	}
+	if (!have_schema)
 
-	if (schema == NULL)
 		enter_state(TOB_STATE_WAITING_FOR_EXTENSION);
 	else if (!tob_enabled)
 		enter_state(TOB_STATE_DISABLED);
 	else if (!credentials_configured())
 		enter_state(TOB_STATE_UNCONFIGURED);
 	else
+	{
+		(void) tob_worker_take_wake();
 		enter_state(TOB_STATE_IDLE);
+	}
 	return false;
 }
 
