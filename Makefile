@@ -2,7 +2,8 @@ EXTENSION  = twilio_outbox
 EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).control)
 MODULE_big = $(EXTENSION)
 OBJS       = src/twilio_outbox.o src/settings.o src/shmem.o src/worker.o src/queue.o \
-             src/enqueue.o src/trigger.o src/validate.o src/segments.o src/status.o
+             src/enqueue.o src/trigger.o src/validate.o src/segments.o src/status.o \
+             src/form.o src/response.o src/http.o src/pacing.o src/retry.o
 DATA       = $(wildcard $(EXTENSION)--*.sql)
 PGFILEDESC = "twilio_outbox - transactional outbox delivering messages via Twilio"
 

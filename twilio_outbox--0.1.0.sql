@@ -152,6 +152,9 @@ COMMENT ON COLUMN twilio_outbox.finished_at IS 'when the row reached sent, faile
 -- oldest next_attempt_at.  Partial, so finished rows never slow it down.
 CREATE INDEX twilio_outbox_due_idx ON twilio_outbox (pool, priority DESC, next_attempt_at)
 	WHERE status IN ('queued', 'retrying');
+-- The worker's once-a-second expiry of overdue rows.
+CREATE INDEX twilio_outbox_expiry_idx ON twilio_outbox (expires_at)
+	WHERE status IN ('queued', 'retrying') AND expires_at IS NOT NULL;
 -- Per-pool counts for the views, and the foreign key's lookups.
 CREATE INDEX twilio_outbox_pool_status_idx ON twilio_outbox (pool, status);
 

@@ -14,6 +14,8 @@
 #ifndef TOB_COMPAT_H
 #define TOB_COMPAT_H
 
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
 #include "utils/wait_event.h"
 
 #if PG_VERSION_NUM < 150000
@@ -34,6 +36,29 @@
 #else
 #define TOB_NORETURN_PREFIX
 #define TOB_NORETURN_SUFFIX pg_attribute_noreturn()
+#endif
+
+/* CreateWaitEventSet() takes a resource owner instead of a context from 17 on. */
+#if PG_VERSION_NUM >= 170000
+#define TOB_CREATE_WAIT_EVENT_SET(n) CreateWaitEventSet(NULL, (n))
+#else
+#define TOB_CREATE_WAIT_EVENT_SET(n) CreateWaitEventSet(TopMemoryContext, (n))
+#endif
+
+/* JSON semantic actions return an error code from 16 on. */
+#if PG_VERSION_NUM >= 160000
+#define TOB_JSON_ACTION JsonParseErrorType
+#define TOB_JSON_ACTION_DONE return JSON_SUCCESS
+#else
+#define TOB_JSON_ACTION void
+#define TOB_JSON_ACTION_DONE return
+#endif
+
+/* makeJsonLexContextCstringLen() takes a context to fill in from 17 on. */
+#if PG_VERSION_NUM >= 170000
+#define TOB_JSON_LEX(json, len) makeJsonLexContextCstringLen(NULL, (json), (len), PG_UTF8, true)
+#else
+#define TOB_JSON_LEX(json, len) makeJsonLexContextCstringLen((json), (len), PG_UTF8, true)
 #endif
 
 #endif							/* TOB_COMPAT_H */

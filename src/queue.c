@@ -5,7 +5,8 @@
  *
  * Every step is its own short transaction, shaped like worker_spi's: the
  * worker never holds a transaction (or row locks, or back xmin) across
- * network I/O.
+ * network I/O.  The worker runs with search_path = pg_catalog, pg_temp, so
+ * the statements below only need to qualify the extension's own objects.
  *
  * Copyright (c) 2026, twilio_outbox developers
  *
@@ -18,21 +19,27 @@
 
 #include "access/xact.h"
 #include "catalog/pg_extension.h"
+#include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "pgstat.h"
 #include "storage/lmgr.h"
 #include "tcop/tcopprot.h"
-#include "utils/lsyscache.h"
-#include "utils/snapmgr.h"
-#include "utils/syscache.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 #include "queue.h"
+
+/* Where results go: the context current at tob_xact_begin. */
+static MemoryContext caller_cxt = NULL;
 
 void
 tob_xact_begin(const char *activity)
 {
+	caller_cxt = CurrentMemoryContext;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -50,40 +57,272 @@ tob_xact_end(void)
 	CommitTransactionCommand();
 	debug_query_string = NULL;
 	/* a background worker must flush its statistics itself */
-	pgstat_report_stat(true);
+	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextSwitchTo(caller_cxt);
+}
+
+void
+tob_xact_abort(void)
+{
+	AbortCurrentTransaction();
+	debug_query_string = NULL;
+	pgstat_report_activity(STATE_IDLE, NULL);
+	if (caller_cxt)
+		MemoryContextSwitchTo(caller_cxt);
+}
+
+static void
+check_spi(int rc, int expected, const char *what)
+{
+	if (rc != expected)
+		elog(ERROR, "%s failed: %s", what, SPI_result_code_string(rc));
+}
+
+/* Column `col` of row `row` of the last result, copied to the caller, or NULL. */
+static char *
+result_text(int row, int col)
+{
+	char	   *value = SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
+
+	return value ? MemoryContextStrdup(caller_cxt, value) : NULL;
+}
+
+static Datum
+result_datum(int row, int col, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
+}
+
+/* A text[] column, copied to the caller as a C string array. */
+static int
+result_text_array(int row, int col, char ***out)
+{
+	bool		isnull;
+	Datum		d = result_datum(row, col, &isnull);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+
+	*out = NULL;
+	if (isnull)
+		return 0;
+	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	*out = MemoryContextAlloc(caller_cxt, sizeof(char *) * Max(n, 1));
+	for (i = 0; i < n; i++)
+		(*out)[i] = nulls[i] ? MemoryContextStrdup(caller_cxt, "") :
+			MemoryContextStrdup(caller_cxt, TextDatumGetCString(elems[i]));
+	return n;
 }
 
 char *
 tob_extension_schema(void)
 {
 	Oid			extoid = get_extension_oid("twilio_outbox", true);
-	int			rc;
 	bool		isnull;
 	Datum		nsp;
-	const char *quoted;
-	char	   *result;
 
 	if (!OidIsValid(extoid))
 		return NULL;
 
 	/*
-	 * DROP EXTENSION holds an exclusive lock on the pg_extension row's
-	 * object; do not queue behind it (and block it) for our next query.
+	 * DROP EXTENSION holds an exclusive lock on the extension object; do not
+	 * queue behind it (and block it) with our next query.
 	 */
 	if (!ConditionalLockDatabaseObject(ExtensionRelationId, extoid, 0, AccessShareLock))
 		return NULL;
 
-	rc = SPI_execute("SELECT extnamespace FROM pg_catalog.pg_extension "
-					 "WHERE extname = 'twilio_outbox'", true, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(rc));
+	check_spi(SPI_execute("SELECT extnamespace FROM pg_extension WHERE extname = 'twilio_outbox'",
+						  true, 1), SPI_OK_SELECT, "looking up the extension");
 	if (SPI_processed != 1)
 		return NULL;
-	nsp = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	quoted = quote_identifier(get_namespace_name(DatumGetObjectId(nsp)));
-	/* SPI_palloc: outlives SPI_finish, in the context current at tob_xact_begin */
-	result = SPI_palloc(strlen(quoted) + 1);
-	strcpy(result, quoted);
-	return result;
+	nsp = result_datum(0, 1, &isnull);
+	return MemoryContextStrdup(caller_cxt,
+							   quote_identifier(get_namespace_name(DatumGetObjectId(nsp))));
+}
+
+int
+tob_load_pools(const char *schema, TobPoolConfig **pools)
+{
+	char	   *sql = psprintf("SELECT name, sender, mps::float8, burst, paused "
+							   "FROM %s.twilio_pools ORDER BY name", schema);
+	int			i;
+	bool		isnull;
+
+	check_spi(SPI_execute(sql, true, 0), SPI_OK_SELECT, "loading pools");
+	*pools = MemoryContextAlloc(caller_cxt, sizeof(TobPoolConfig) * Max(SPI_processed, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		TobPoolConfig *p = &(*pools)[i];
+
+		p->name = result_text(i, 1);
+		p->sender = result_text(i, 2);
+		p->mps = DatumGetFloat8(result_datum(i, 3, &isnull));
+		p->burst = DatumGetInt32(result_datum(i, 4, &isnull));
+		p->paused = DatumGetBool(result_datum(i, 5, &isnull));
+	}
+	return (int) SPI_processed;
+}
+
+int
+tob_claim_candidates(const char *schema, const char *pool, int limit, TobClaimedRow **rows)
+{
+	static const char *fmt =
+		"SELECT o.id, o.num_segments, o.attempts + 1, o.to_number, o.body, o.status_callback,"
+		" o.media_urls,"
+		" ARRAY(SELECT p.key FROM jsonb_each_text(o.params) p),"
+		" ARRAY(SELECT p.value FROM jsonb_each_text(o.params) p),"
+		" CASE WHEN o.expires_at IS NOT NULL AND NOT o.params ? 'ValidityPeriod'"
+		"      THEN ceil(date_part('epoch', o.expires_at - now()))::int4 END "
+		"FROM %s.twilio_outbox o "
+		"WHERE o.pool = $1 AND o.status IN ('queued', 'retrying') AND o.next_attempt_at <= now()"
+		" AND (o.expires_at IS NULL OR o.expires_at > now()) "
+		"ORDER BY o.priority DESC, o.next_attempt_at "
+		"LIMIT $2 FOR UPDATE SKIP LOCKED";
+	Oid			argtypes[2] = {TEXTOID, INT4OID};
+	Datum		values[2];
+	int			i;
+	bool		isnull;
+
+	values[0] = CStringGetTextDatum(pool);
+	values[1] = Int32GetDatum(limit);
+	check_spi(SPI_execute_with_args(psprintf(fmt, schema), 2, argtypes, values, NULL, false, 0),
+			  SPI_OK_SELECT, "claiming due messages");
+
+	*rows = MemoryContextAllocZero(caller_cxt, sizeof(TobClaimedRow) * Max(SPI_processed, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		TobClaimedRow *r = &(*rows)[i];
+		Datum		d;
+
+		r->id = DatumGetInt64(result_datum(i, 1, &isnull));
+		r->segments = DatumGetInt32(result_datum(i, 2, &isnull));
+		r->attempt = DatumGetInt32(result_datum(i, 3, &isnull));
+		r->to_number = result_text(i, 4);
+		r->body = result_text(i, 5);
+		r->status_callback = result_text(i, 6);
+		r->nmedia = result_text_array(i, 7, &r->media);
+		r->nparams = result_text_array(i, 8, &r->param_names);
+		(void) result_text_array(i, 9, &r->param_values);
+		d = result_datum(i, 10, &isnull);
+		r->validity_s = isnull ? 0 : DatumGetInt32(d);
+	}
+	return (int) SPI_processed;
+}
+
+void
+tob_mark_sending(const char *schema, const int64 *ids, int n)
+{
+	Oid			argtype = INT8ARRAYOID;
+	Datum	   *elems = palloc(sizeof(Datum) * n);
+	Datum		value;
+	int			i;
+
+	for (i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(ids[i]);
+	value = PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	check_spi(SPI_execute_with_args(psprintf("UPDATE %s.twilio_outbox "
+											 "SET status = 'sending', attempts = attempts + 1, claimed_at = now() "
+											 "WHERE id = ANY ($1)", schema),
+									1, &argtype, &value, NULL, false, 0),
+			  SPI_OK_UPDATE, "marking messages as sending");
+}
+
+/* Build a one-dimensional array of n values of a type, NULL where isnull. */
+static Datum
+make_array(Datum *values, bool *isnull, int n, Oid type)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_md_array(values, isnull, 1, dims, lbs,
+											  type, typlen, typbyval, typalign));
+}
+
+void
+tob_record(const char *schema, const TobRecord *records, int n)
+{
+	static const char *fmt =
+		"UPDATE %s.twilio_outbox o SET "
+		" status = r.status,"
+		" twilio_sid = COALESCE(r.sid, o.twilio_sid),"
+		" delivery_status = COALESCE(r.delivery_status, o.delivery_status),"
+		" last_http_status = r.http_status,"
+		" last_error_code = r.error_code,"
+		" last_error = r.error,"
+		" sent_at = CASE WHEN r.status = 'sent' THEN r.at ELSE o.sent_at END,"
+		" finished_at = CASE WHEN r.status IN ('sent', 'failed') THEN r.at END,"
+		" next_attempt_at = CASE WHEN r.status = 'retrying' THEN r.next_at ELSE o.next_attempt_at END "
+		"FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+		" AS r(id, status, sid, delivery_status, http_status, error_code, error, at, next_at) "
+		"WHERE o.id = r.id AND o.status = 'sending'";
+	Oid			types[9] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID};
+	Oid			elemtypes[9] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID,
+	TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum	   *cols[9];
+	bool	   *nulls[9];
+	Datum		args[9];
+	int			c;
+	int			i;
+
+	for (c = 0; c < 9; c++)
+	{
+		cols[c] = palloc(sizeof(Datum) * n);
+		nulls[c] = palloc0(sizeof(bool) * n);
+	}
+	for (i = 0; i < n; i++)
+	{
+		const TobRecord *r = &records[i];
+
+		cols[0][i] = Int64GetDatum(r->id);
+		cols[1][i] = CStringGetTextDatum(r->status);
+#define TEXT_OR_NULL(c, s) (nulls[c][i] = ((s) == NULL || (s)[0] == '\0'), \
+							cols[c][i] = nulls[c][i] ? (Datum) 0 : CStringGetTextDatum(s))
+		TEXT_OR_NULL(2, r->sid);
+		TEXT_OR_NULL(3, r->delivery_status);
+		TEXT_OR_NULL(6, r->error);
+#undef TEXT_OR_NULL
+		nulls[4][i] = r->http_status == 0;
+		cols[4][i] = Int32GetDatum(r->http_status);
+		nulls[5][i] = r->error_code == 0;
+		cols[5][i] = Int32GetDatum(r->error_code);
+		cols[7][i] = TimestampTzGetDatum(r->at);
+		nulls[8][i] = r->next_attempt_at == 0;
+		cols[8][i] = TimestampTzGetDatum(r->next_attempt_at);
+	}
+	for (c = 0; c < 9; c++)
+		args[c] = make_array(cols[c], nulls[c], n, elemtypes[c]);
+
+	check_spi(SPI_execute_with_args(psprintf(fmt, schema), 9, types, args, NULL, false, 0),
+			  SPI_OK_UPDATE, "recording results");
+}
+
+int
+tob_expire_due(const char *schema)
+{
+	check_spi(SPI_execute(psprintf("UPDATE %s.twilio_outbox "
+								   "SET status = 'expired', finished_at = now(),"
+								   " last_error = 'expired before it could be sent' "
+								   "WHERE status IN ('queued', 'retrying') AND expires_at <= now()",
+								   schema), false, 0),
+			  SPI_OK_UPDATE, "expiring messages");
+	return (int) SPI_processed;
+}
+
+int
+tob_recover_sending(const char *schema)
+{
+	check_spi(SPI_execute(psprintf("UPDATE %s.twilio_outbox "
+								   "SET status = 'retrying', next_attempt_at = now(),"
+								   " last_error = 'the worker stopped while sending' "
+								   "WHERE status = 'sending'", schema), false, 0),
+			  SPI_OK_UPDATE, "recovering messages left in sending");
+	return (int) SPI_processed;
 }

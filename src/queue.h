@@ -12,16 +12,82 @@
 #ifndef TOB_QUEUE_H
 #define TOB_QUEUE_H
 
-/* Open a transaction with SPI and a snapshot; activity shows in pg_stat_activity. */
-extern void tob_xact_begin(const char *activity);
-/* Close what tob_xact_begin opened, committing. */
-extern void tob_xact_end(void);
+#include "datatype/timestamp.h"
+
+/* A row of twilio_pools. */
+typedef struct TobPoolConfig
+{
+	char	   *name;
+	char	   *sender;
+	double		mps;
+	int			burst;
+	bool		paused;
+} TobPoolConfig;
+
+/* A claimed row, with what its request needs. */
+typedef struct TobClaimedRow
+{
+	int64		id;
+	int			segments;
+	int			attempt;		/* this attempt's number, from 1 */
+	char	   *to_number;
+	char	   *body;			/* NULL when absent */
+	char	   *status_callback;	/* NULL when absent */
+	int			nmedia;
+	char	  **media;
+	int			nparams;
+	char	  **param_names;
+	char	  **param_values;
+	int			validity_s;		/* ValidityPeriod to send, 0 for none */
+} TobClaimedRow;
+
+/* An outcome to write back. */
+typedef struct TobRecord
+{
+	int64		id;
+	const char *status;			/* sent, retrying or failed */
+	char	   *sid;
+	char	   *delivery_status;
+	int			http_status;	/* 0: NULL */
+	int			error_code;		/* 0: NULL */
+	char	   *error;
+	TimestampTz at;				/* when the answer came */
+	TimestampTz next_attempt_at;
+} TobRecord;
 
 /*
- * The schema twilio_outbox is installed in, quoted for SQL and allocated in
- * the caller's context, or NULL while the extension does not exist (or is
- * being created or dropped).  Caller must be inside tob_xact_begin/end.
+ * Open a transaction with SPI and a snapshot; activity shows in
+ * pg_stat_activity.  Results of the functions below are allocated in the
+ * memory context that was current here, which is current again after
+ * tob_xact_end.
+ */
+extern void tob_xact_begin(const char *activity);
+extern void tob_xact_end(void);
+/* After an error: abort the transaction and restore the caller's context. */
+extern void tob_xact_abort(void);
+
+/*
+ * The schema twilio_outbox is installed in, quoted for SQL, or NULL while
+ * the extension does not exist (or is being created or dropped).
  */
 extern char *tob_extension_schema(void);
+
+extern int	tob_load_pools(const char *schema, TobPoolConfig **pools);
+
+/* Lock up to limit due rows of a pool, best first (FOR UPDATE SKIP LOCKED). */
+extern int	tob_claim_candidates(const char *schema, const char *pool, int limit,
+								 TobClaimedRow **rows);
+
+/* Turn locked rows into sending, spending an attempt. */
+extern void tob_mark_sending(const char *schema, const int64 *ids, int n);
+
+/* Write outcomes back in one statement. */
+extern void tob_record(const char *schema, const TobRecord *records, int n);
+
+/* Queued and retrying rows past expires_at become expired; returns how many. */
+extern int	tob_expire_due(const char *schema);
+
+/* Rows left in sending by an earlier worker become retrying; returns how many. */
+extern int	tob_recover_sending(const char *schema);
 
 #endif							/* TOB_QUEUE_H */

@@ -48,8 +48,9 @@ typedef struct TobCounters
 } TobCounters;
 
 /*
- * One sender pool's pacing state: a token bucket counted in segments.
- * Written by the worker only, under TobSharedState->lock.
+ * One sender pool's pacing state: a token bucket counted in segments, kept
+ * as a theoretical arrival time (see pacing.c).  Written by the worker only,
+ * under TobSharedState->lock.
  */
 typedef struct TobPoolSlot
 {
@@ -57,8 +58,8 @@ typedef struct TobPoolSlot
 	double		mps;			/* configured rate, twilio_pools.mps */
 	double		effective_mps;	/* rate in force now (lowered after a 429) */
 	int			burst;			/* bucket capacity */
-	double		tokens;			/* segments that may go now */
-	TimestampTz refilled_at;	/* when tokens was last brought up to date */
+	TimestampTz tat;			/* when the bucket is next full again */
+	double		tokens;			/* segments that could go at last update */
 	TimestampTz paused_until;	/* 0 when not paused by the worker */
 	bool		paused;			/* twilio_pools.paused */
 	int			in_flight;

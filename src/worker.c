@@ -4,10 +4,19 @@
  *		The twilio_outbox sender worker: wait on the latch, handle signals,
  *		claim due rows, send them, record the outcomes, repeat.
  *
- * One static worker serves twilio_outbox.database.  It is woken by the
- * commit of a transaction that enqueued (see enqueue.c) and at least once a
- * second.  While the extension does not exist in its database it waits
- * quietly, logging that once.
+ * One static worker serves twilio_outbox.database.  It sleeps in one place
+ * (tob_http_wait) until a committing enqueuer sets its latch, an HTTP answer
+ * arrives, a pool's bucket has a token again, or a second has passed.  Once
+ * a second it also re-reads twilio_pools, looks the extension up (waiting
+ * quietly while it does not exist) and expires overdue rows.
+ *
+ * Claiming happens in one short transaction per turn that commits before
+ * any request starts; each pool may claim only what its token bucket allows
+ * and the free share of max_concurrency, pools taking turns first.
+ * Outcomes are written back in one statement per turn.  An outcome is kept
+ * in memory until that statement commits, so a failed write is retried and
+ * nothing is lost; rows of a worker that died in the middle are found in
+ * `sending` by its successor.
  *
  * Copyright (c) 2026, twilio_outbox developers
  *
@@ -18,6 +27,8 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -25,18 +36,56 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "compat.h"
+#include "form.h"
+#include "http.h"
+#include "pacing.h"
 #include "queue.h"
+#include "response.h"
+#include "retry.h"
 #include "settings.h"
 #include "shmem.h"
 #include "worker.h"
 
-#define TOB_MAX_SLEEP_MS 1000
+#define MAINTENANCE_INTERVAL_US 1000000 /* pools, extension, expiry */
+#define MAX_SLEEP_MS			1000
+#define MAX_CLAIM_PER_POOL		1000
+#define SHUTDOWN_GRACE_MS		3000
+#define RECOVERY_STEP			(1.0 / 60.0)	/* of mps regained per second after a 429 */
+
+/* A request in flight, by outbox id. */
+typedef struct InFlight
+{
+	int64		id;				/* hash key */
+	int			pool;			/* slot in tob_shared->pools */
+	int			attempt;
+} InFlight;
+
+/* What the worker knows about a pool besides its shared slot. */
+typedef struct PoolLocal
+{
+	char		sender[64];
+	bool		backlog;		/* due rows were left behind last time */
+	TimestampTz last_429;
+} PoolLocal;
 
 static uint32 tob_wait_event = 0;
+static char *schema = NULL;		/* quoted, in TopMemoryContext; NULL: no extension */
+static bool recovered = false;	/* rows left in sending were taken care of */
+static TimestampTz next_maintenance = 0;
+static HTAB *in_flight = NULL;
+static PoolLocal pool_local[TOB_MAX_POOLS];
+static int	claim_rotation = 0;
+static TimestampTz next_due_at = 0; /* earliest retry the worker scheduled */
+
+/* Outcomes waiting to be written (TopMemoryContext). */
+static TobRecord *pending = NULL;
+static int	npending = 0;
+static int	pending_cap = 0;
 
 void
 tob_register_worker(void)
@@ -55,14 +104,18 @@ tob_register_worker(void)
 }
 
 /*
- * Report a state change; log the ones an operator needs to hear about once.
+ * Report a state change; log the ones an operator needs to hear about, once.
  */
 static void
 enter_state(TobWorkerState state)
 {
-	TobWorkerState old = tob_shared->state;
+	TobWorkerState old;
 
-	tob_worker_set_state(state);
+	LWLockAcquire(tob_shared->lock, LW_EXCLUSIVE);
+	old = tob_shared->state;
+	tob_shared->state = state;
+	tob_shared->last_activity_at = GetCurrentTimestamp();
+	LWLockRelease(tob_shared->lock);
 	if (old == state)
 		return;
 	if (state == TOB_STATE_WAITING_FOR_EXTENSION)
@@ -72,6 +125,8 @@ enter_state(TobWorkerState state)
 	else if (state == TOB_STATE_UNCONFIGURED)
 		ereport(LOG,
 				(errmsg("twilio_outbox worker is not sending: twilio_outbox.account_sid and credentials are not set")));
+	else if (old == TOB_STATE_WAITING_FOR_EXTENSION || old == TOB_STATE_UNCONFIGURED)
+		ereport(LOG, (errmsg("twilio_outbox worker is ready to send")));
 }
 
 static bool
@@ -84,46 +139,563 @@ credentials_configured(void)
 	return tob_auth_token[0] != '\0';
 }
 
+static bool
+ready_to_send(void)
+{
+	return schema != NULL && tob_enabled && credentials_configured();
+}
+
+/*---- pools ----*/
+
 /*
- * One turn of the loop.  Returns true when there is more work right away.
+ * Bring the shared pool slots in line with twilio_pools.  A slot keeps its
+ * bucket across reloads; a deleted pool's slot is reused once nothing of it
+ * is in flight.  Caller must not hold the lock.
+ */
+static void
+sync_pools(TobPoolConfig *pools, int npools, TimestampTz now)
+{
+	bool		seen[TOB_MAX_POOLS] = {0};
+	int			i;
+	int			s;
+
+	LWLockAcquire(tob_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < npools; i++)
+	{
+		TobPoolConfig *cfg = &pools[i];
+		TobPoolSlot *slot = NULL;
+		int			free_slot = -1;
+
+		for (s = 0; s < tob_shared->npools; s++)
+		{
+			if (tob_shared->pools[s].name[0] == '\0')
+			{
+				if (free_slot < 0 && tob_shared->pools[s].in_flight == 0)
+					free_slot = s;
+			}
+			else if (strcmp(tob_shared->pools[s].name, cfg->name) == 0)
+				break;
+		}
+		if (s < tob_shared->npools)
+			slot = &tob_shared->pools[s];
+		else
+		{
+			if (free_slot < 0 && tob_shared->npools < TOB_MAX_POOLS)
+				free_slot = tob_shared->npools++;
+			if (free_slot < 0)
+			{
+				ereport(WARNING,
+						(errmsg("twilio_outbox cannot serve pool \"%s\": more than %d pools",
+								cfg->name, TOB_MAX_POOLS)));
+				continue;
+			}
+			s = free_slot;
+			slot = &tob_shared->pools[s];
+			memset(slot, 0, sizeof(*slot));
+			strlcpy(slot->name, cfg->name, TOB_POOL_NAME_LEN);
+			slot->effective_mps = cfg->mps;
+			slot->tat = now;	/* a new pool starts with a full bucket */
+			memset(&pool_local[s], 0, sizeof(PoolLocal));
+			pool_local[s].backlog = true;
+		}
+		seen[s] = true;
+		strlcpy(pool_local[s].sender, cfg->sender, sizeof(pool_local[s].sender));
+		if (cfg->paused && !slot->paused)
+			pool_local[s].backlog = true;	/* look again when it resumes */
+		slot->paused = cfg->paused;
+		slot->burst = cfg->burst;
+		slot->mps = cfg->mps;
+
+		/*
+		 * After a 429 the rate climbs back to mps in steps over about a
+		 * minute, as long as no further 429 comes; otherwise it is mps.
+		 */
+		if (pool_local[s].last_429 == 0)
+			slot->effective_mps = cfg->mps;
+		else if (TimestampDifferenceExceeds(pool_local[s].last_429, now, 1000))
+		{
+			slot->effective_mps = Min(cfg->mps, slot->effective_mps + cfg->mps * RECOVERY_STEP);
+			if (slot->effective_mps >= cfg->mps)
+				pool_local[s].last_429 = 0;
+		}
+		slot->effective_mps = Min(slot->effective_mps, cfg->mps);
+		if (slot->paused_until != 0 && slot->paused_until <= now)
+			slot->paused_until = 0;
+		tob_pacing_update_tokens(slot, now);
+	}
+	for (s = 0; s < tob_shared->npools; s++)
+		if (!seen[s])
+			tob_shared->pools[s].name[0] = '\0';
+	while (tob_shared->npools > 0 &&
+		   tob_shared->pools[tob_shared->npools - 1].name[0] == '\0' &&
+		   tob_shared->pools[tob_shared->npools - 1].in_flight == 0)
+		tob_shared->npools--;
+	LWLockRelease(tob_shared->lock);
+}
+
+/*
+ * Once a second: find the extension, re-read the pools, recover rows an
+ * earlier worker left in sending, expire overdue rows.
+ */
+static void
+maintenance(TimestampTz now)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	char	   *found;
+	TobPoolConfig *pools = NULL;
+	int			npools = 0;
+	int			expired = 0;
+
+	tob_xact_begin("twilio_outbox: reading pools");
+	found = tob_extension_schema();
+	if (found != NULL)
+	{
+		npools = tob_load_pools(found, &pools);
+		if (!recovered && ready_to_send())
+		{
+			int			n = tob_recover_sending(found);
+
+			if (n > 0)
+				ereport(LOG,
+						(errmsg("twilio_outbox worker queued %d messages again that were being sent when the previous worker stopped", n)));
+			recovered = true;
+		}
+		if (ready_to_send())
+			expired = tob_expire_due(found);
+	}
+	tob_xact_end();
+	MemoryContextSwitchTo(cxt);
+
+	if (schema != NULL && (found == NULL || strcmp(schema, found) != 0))
+	{
+		pfree(schema);
+		schema = NULL;
+		recovered = false;
+	}
+	if (found != NULL && schema == NULL)
+		schema = MemoryContextStrdup(TopMemoryContext, found);
+	if (found != NULL)
+		sync_pools(pools, npools, now);
+	if (expired > 0)
+	{
+		LWLockAcquire(tob_shared->lock, LW_EXCLUSIVE);
+		tob_shared->totals.expired += expired;
+		LWLockRelease(tob_shared->lock);
+	}
+}
+
+/*---- sending ----*/
+
+static void
+build_form(StringInfo form, const TobClaimedRow *row, const char *sender)
+{
+	char		number[16];
+	int			i;
+
+	resetStringInfo(form);
+	tob_form_add(form, "To", row->to_number);
+	if (strncmp(sender, "MG", 2) == 0)
+		tob_form_add(form, "MessagingServiceSid", sender);
+	else
+		tob_form_add(form, "From", sender);
+	if (row->body != NULL)
+		tob_form_add(form, "Body", row->body);
+	for (i = 0; i < row->nmedia; i++)
+		tob_form_add(form, "MediaUrl", row->media[i]);
+	if (row->status_callback != NULL)
+		tob_form_add(form, "StatusCallback", row->status_callback);
+	for (i = 0; i < row->nparams; i++)
+		tob_form_add(form, row->param_names[i], row->param_values[i]);
+	snprintf(number, sizeof(number), "%d", row->attempt);
+	tob_form_add(form, "Attempt", number);
+	if (row->validity_s != 0)
+	{
+		snprintf(number, sizeof(number), "%d", Max(1, Min(row->validity_s, 36000)));
+		tob_form_add(form, "ValidityPeriod", number);
+	}
+}
+
+static char *
+messages_url(void)
+{
+	const char *base = tob_api_base_url;
+	int			len = strlen(base);
+
+	while (len > 0 && base[len - 1] == '/')
+		len--;
+	return psprintf("%.*s/2010-04-01/Accounts/%s/Messages.json", len, base, tob_account_sid);
+}
+
+/*
+ * Claim what the pools may send now and start the requests.  Returns true
+ * when some pool still had due rows it could send right away (so the
+ * caller should come back without sleeping).
  */
 static bool
-tob_run_cycle(void)
+claim_and_send(bool woken, bool periodic, TimestampTz now)
 {
-	static TimestampTz checked_at = 0;
-	static bool have_schema = false;
+	int			free_slots = tob_max_concurrency - tob_http_in_flight();
+	int			order[TOB_MAX_POOLS];
+	int			ncand = 0;
+	int			npools;
+	int			share;
+	int			i;
+	TobClaimedRow *claimed[TOB_MAX_POOLS] = {0};
+	int			naccepted[TOB_MAX_POOLS] = {0};
+	bool		more = false;
+	StringInfoData form;
+	char	   *url;
+	const char *user;
+	const char *password;
+
+	if (free_slots <= 0)
+		return false;
+
+	/* a commit may have added rows to any pool */
+	if (woken)
+		for (i = 0; i < TOB_MAX_POOLS; i++)
+			pool_local[i].backlog = true;
+
+	/* pools that may send and may have due rows, in rotating order */
+	LWLockAcquire(tob_shared->lock, LW_SHARED);
+	npools = tob_shared->npools;
+	for (i = 0; i < npools; i++)
+	{
+		int			s = (claim_rotation + i) % npools;
+		TobPoolSlot *slot = &tob_shared->pools[s];
+
+		if (slot->name[0] == '\0' || slot->paused ||
+			(slot->paused_until != 0 && slot->paused_until > now))
+			continue;
+		if (!(woken || periodic || pool_local[s].backlog))
+			continue;
+		if (tob_pacing_available(slot, now) < 1)
+			continue;
+		order[ncand++] = s;
+	}
+	LWLockRelease(tob_shared->lock);
+	claim_rotation = npools > 0 ? (claim_rotation + 1) % npools : 0;
+	if (ncand == 0)
+		return false;
+	share = Max(1, free_slots / ncand);
+
+	tob_xact_begin("twilio_outbox: claiming due messages");
+	for (i = 0; i < ncand && free_slots > 0; i++)
+	{
+		int			s = order[i];
+		TobPoolSlot *slot = &tob_shared->pools[s];
+		int			limit;
+		int			n;
+		int			k;
+		int64	   *ids;
+		char		name[TOB_POOL_NAME_LEN];
+
+		LWLockAcquire(tob_shared->lock, LW_SHARED);
+		limit = Min(Min(tob_pacing_available(slot, now), Min(share, free_slots)), MAX_CLAIM_PER_POOL);
+		strlcpy(name, slot->name, sizeof(name));
+		LWLockRelease(tob_shared->lock);
+		if (limit < 1)
+			continue;
+
+		n = tob_claim_candidates(schema, name, limit, &claimed[s]);
+
+		/* accept rows in order while the bucket lets their segments go */
+		LWLockAcquire(tob_shared->lock, LW_EXCLUSIVE);
+		for (k = 0; k < n; k++)
+			if (!tob_pacing_spend(slot, claimed[s][k].segments, now))
+				break;
+		tob_pacing_update_tokens(slot, now);
+		slot->in_flight += k;
+		LWLockRelease(tob_shared->lock);
+
+		naccepted[s] = k;
+		pool_local[s].backlog = (n == limit) || (k < n);
+		if (n == limit && k == n && tob_pacing_available(slot, now) > 0)
+			more = true;
+		free_slots -= k;
+		if (k > 0)
+		{
+			ids = palloc(sizeof(int64) * k);
+			for (n = 0; n < k; n++)
+				ids[n] = claimed[s][n].id;
+			tob_mark_sending(schema, ids, k);
+		}
+	}
+	tob_xact_end();
+
+	/* committed: now the requests may go */
+	url = messages_url();
+	user = tob_api_key_sid[0] ? tob_api_key_sid : tob_account_sid;
+	password = tob_api_key_sid[0] ? tob_api_key_secret : tob_auth_token;
+	initStringInfo(&form);
+	for (i = 0; i < ncand; i++)
+	{
+		int			s = order[i];
+		int			k;
+
+		for (k = 0; k < naccepted[s]; k++)
+		{
+			TobClaimedRow *row = &claimed[s][k];
+			InFlight   *entry;
+			bool		found;
+
+			build_form(&form, row, pool_local[s].sender);
+			entry = hash_search(in_flight, &row->id, HASH_ENTER, &found);
+			entry->pool = s;
+			entry->attempt = row->attempt;
+			tob_http_post(row->id, url, user, password, form.data);
+		}
+	}
+	return more;
+}
+
+/*---- recording ----*/
+
+static void
+add_pending(const TobRecord *rec)
+{
+	if (npending == pending_cap)
+	{
+		pending_cap = Max(64, pending_cap * 2);
+		pending = pending ? repalloc(pending, sizeof(TobRecord) * pending_cap) :
+			MemoryContextAlloc(TopMemoryContext, sizeof(TobRecord) * pending_cap);
+	}
+	pending[npending++] = *rec;
+}
+
+static char *
+keep(const char *s)
+{
+	return (s && s[0]) ? MemoryContextStrdup(TopMemoryContext, s) : NULL;
+}
+
+/* Turn finished requests into pending records; count them in shared memory. */
+static void
+collect_results(TimestampTz now)
+{
+	TobHttpResult result;
+
+	while (tob_http_next_result(&result))
+	{
+		InFlight   *entry = hash_search(in_flight, &result.id, HASH_FIND, NULL);
+		TobTwilioResponse answer;
+		TobOutcome	outcome;
+		TobRecord	rec = {0};
+		TobPoolSlot *slot;
+
+		if (entry == NULL)
+			continue;			/* cannot happen: every request is entered */
+		tob_parse_response(result.body, result.body_len, &answer);
+		tob_decide(&result, &answer, entry->attempt, result.finished_at, &outcome);
+
+		rec.id = result.id;
+		rec.status = outcome.kind == TOB_OUTCOME_SENT ? "sent" :
+			outcome.kind == TOB_OUTCOME_RETRY ? "retrying" : "failed";
+		rec.sid = keep(outcome.sid);
+		rec.delivery_status = keep(outcome.delivery_status);
+		rec.http_status = outcome.http_status;
+		rec.error_code = outcome.error_code;
+		rec.error = keep(outcome.error);
+		rec.at = result.finished_at;
+		rec.next_attempt_at = outcome.next_attempt_at;
+		add_pending(&rec);
+		if (outcome.kind == TOB_OUTCOME_RETRY &&
+			(next_due_at == 0 || outcome.next_attempt_at < next_due_at))
+			next_due_at = outcome.next_attempt_at;
+
+		LWLockAcquire(tob_shared->lock, LW_EXCLUSIVE);
+		slot = &tob_shared->pools[entry->pool];
+		slot->in_flight--;
+		tob_shared->totals.requests++;
+		if (result.status == 0)
+			tob_shared->totals.transport_errors++;
+		else if (result.status == 429)
+			tob_shared->totals.http_429++;
+		else if (result.status >= 500)
+			tob_shared->totals.http_5xx++;
+		if (outcome.kind == TOB_OUTCOME_SENT)
+		{
+			tob_shared->totals.sent++;
+			slot->sent++;
+		}
+		else if (outcome.kind == TOB_OUTCOME_RETRY)
+			tob_shared->totals.retried++;
+		else
+			tob_shared->totals.failed++;
+		if (outcome.throttled)
+		{
+			/* a 429 is about the sender: the whole pool waits and slows down */
+			slot->paused_until = Max(slot->paused_until, outcome.next_attempt_at);
+			slot->effective_mps = Max(slot->mps / 64, slot->effective_mps / 2);
+			pool_local[entry->pool].last_429 = now;
+		}
+		pool_local[entry->pool].backlog = true;
+		LWLockRelease(tob_shared->lock);
+
+		hash_search(in_flight, &result.id, HASH_REMOVE, NULL);
+	}
+}
+
+/* Write pending records in one statement; keep them if that fails. */
+static void
+record_pending(void)
+{
+	int			i;
+
+	if (npending == 0 || schema == NULL)
+		return;
+	tob_xact_begin("twilio_outbox: recording results");
+	tob_record(schema, pending, npending);
+	tob_xact_end();
+	for (i = 0; i < npending; i++)
+	{
+		if (pending[i].sid)
+			pfree(pending[i].sid);
+		if (pending[i].delivery_status)
+			pfree(pending[i].delivery_status);
+		if (pending[i].error)
+			pfree(pending[i].error);
+	}
+	npending = 0;
+}
+
+/*---- the loop ----*/
+
+/* Milliseconds until a backlogged pool's bucket lets a segment go. */
+static long
+pacing_sleep_ms(TimestampTz now, long limit)
+{
+	int			s;
+
+	if (tob_http_in_flight() >= tob_max_concurrency)
+		return limit;			/* an answer wakes us first */
+	LWLockAcquire(tob_shared->lock, LW_SHARED);
+	for (s = 0; s < tob_shared->npools; s++)
+	{
+		TobPoolSlot *slot = &tob_shared->pools[s];
+		int64		wait_us;
+
+		if (slot->name[0] == '\0' || slot->paused || !pool_local[s].backlog)
+			continue;
+		wait_us = tob_pacing_wait_us(slot, now);
+		if (slot->paused_until > now)
+			wait_us = Max(wait_us, slot->paused_until - now);
+		limit = Min(limit, (long) ((wait_us + 999) / 1000));
+	}
+	LWLockRelease(tob_shared->lock);
+	return limit;
+}
+
+/*
+ * One turn: maintenance when due, record what finished, claim and send what
+ * may go.  Returns true when there is more to do right away.  Database
+ * errors are reported and the turn is abandoned; nothing that was claimed
+ * or answered is forgotten (records stay pending, rows stay in sending).
+ */
+static bool
+run_turn(MemoryContext turn_cxt)
+{
 	TimestampTz now = GetCurrentTimestamp();
+	bool		periodic = now >= next_maintenance;
+	bool		retry_due = next_due_at != 0 && now >= next_due_at;
+	bool		more = false;
+	volatile bool failed = false;
 
-	/*
-	 * Commits wake us constantly under load; look the extension up at most
-	 * once a second rather than once per wake-up.
-	 */
-	if (TimestampDifferenceExceeds(checked_at, now, TOB_MAX_SLEEP_MS))
+	PG_TRY();
 	{
-		tob_xact_begin("twilio_outbox: looking for the extension");
-		have_schema = tob_extension_schema() != NULL;
-		tob_xact_end();
-		checked_at = now;
-	}
-	if (!have_schema)
+		if (periodic)
+		{
+			maintenance(now);
+			next_maintenance = now + MAINTENANCE_INTERVAL_US;
+		}
 
-		enter_state(TOB_STATE_WAITING_FOR_EXTENSION);
-	else if (!tob_enabled)
-		enter_state(TOB_STATE_DISABLED);
-	else if (!credentials_configured())
-		enter_state(TOB_STATE_UNCONFIGURED);
-	else
-	{
-		(void) tob_worker_take_wake();
-		enter_state(TOB_STATE_IDLE);
+		if (schema == NULL)
+			enter_state(TOB_STATE_WAITING_FOR_EXTENSION);
+		else if (!tob_enabled)
+			enter_state(TOB_STATE_DISABLED);
+		else if (!credentials_configured())
+			enter_state(TOB_STATE_UNCONFIGURED);
+
+		tob_http_perform();
+		collect_results(now);
+		record_pending();
+
+		if (ready_to_send())
+		{
+			bool		woken = tob_worker_take_wake();
+
+			if (retry_due)
+				next_due_at = 0;
+			more = claim_and_send(woken, periodic || retry_due, now);
+			tob_http_perform();
+			enter_state(tob_http_in_flight() > 0 ? TOB_STATE_SENDING : TOB_STATE_IDLE);
+		}
 	}
-	return false;
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(turn_cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		tob_xact_abort();
+		edata->elevel = WARNING;
+		ThrowErrorData(edata);
+		failed = true;
+	}
+	PG_END_TRY();
+
+	if (failed)
+	{
+		/* look for the extension again before the next try, and do not spin */
+		next_maintenance = 0;
+		pg_usleep(100000);
+	}
+	return more && !failed;
+}
+
+/* On SIGTERM: give requests in flight a short grace to finish and record them. */
+static void
+finish_in_flight(MemoryContext turn_cxt)
+{
+	TimestampTz deadline = GetCurrentTimestamp() + SHUTDOWN_GRACE_MS * 1000;
+
+	while (tob_http_in_flight() > 0 && GetCurrentTimestamp() < deadline)
+	{
+		(void) tob_http_wait(100, tob_wait_event);
+		ResetLatch(MyLatch);
+		tob_http_perform();
+		collect_results(GetCurrentTimestamp());
+	}
+	PG_TRY();
+	{
+		record_pending();
+	}
+	PG_CATCH();
+	{
+		EmitErrorReport();
+		FlushErrorState();
+		tob_xact_abort();
+	}
+	PG_END_TRY();
+	MemoryContextReset(turn_cxt);
+}
+
+static void
+report_activity(void)
+{
+	char		text[128];
+
+	snprintf(text, sizeof(text), "twilio_outbox: %d requests in flight, %d results to record",
+			 tob_http_in_flight(), npending);
+	pgstat_report_activity(STATE_IDLE, text);
 }
 
 void
 twilio_outbox_worker_main(Datum main_arg)
 {
-	MemoryContext loop_cxt;
+	MemoryContext turn_cxt;
+	HASHCTL		ctl;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
@@ -132,35 +704,60 @@ twilio_outbox_worker_main(Datum main_arg)
 	tob_worker_attach();
 	BackgroundWorkerInitializeConnection(tob_database, NULL, 0);
 	pgstat_report_appname("twilio_outbox worker");
+	/* only pg_catalog objects resolve unqualified in the worker's statements */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	tob_wait_event = TOB_WAIT_EVENT("TwilioOutboxMain");
+	tob_http_init();
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(InFlight);
+	in_flight = hash_create("twilio_outbox requests in flight", 1024, &ctl,
+							HASH_ELEM | HASH_BLOBS);
+	turn_cxt = AllocSetContextCreate(TopMemoryContext, "twilio_outbox turn",
+									 ALLOCSET_DEFAULT_SIZES);
 	ereport(LOG, (errmsg("twilio_outbox worker started for database \"%s\"", tob_database)));
 
-	loop_cxt = AllocSetContextCreate(TopMemoryContext, "twilio_outbox loop",
-									 ALLOCSET_DEFAULT_SIZES);
 	while (!ShutdownRequestPending)
 	{
 		MemoryContext old;
-		bool		busy;
+		bool		more;
+		long		sleep_ms;
+		TimestampTz now;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			tob_http_configure();
+			next_maintenance = 0;
 		}
 
-		old = MemoryContextSwitchTo(loop_cxt);
-		busy = tob_run_cycle();
+		old = MemoryContextSwitchTo(turn_cxt);
+		more = run_turn(turn_cxt);
 		MemoryContextSwitchTo(old);
-		MemoryContextReset(loop_cxt);
-		if (busy)
+		MemoryContextReset(turn_cxt);
+		report_activity();
+		if (more)
 			continue;
 
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 TOB_MAX_SLEEP_MS, tob_wait_event);
+		now = GetCurrentTimestamp();
+		sleep_ms = Max(0, Min(MAX_SLEEP_MS, (long) ((next_maintenance - now + 999) / 1000)));
+		if (ready_to_send())
+		{
+			sleep_ms = pacing_sleep_ms(now, sleep_ms);
+			if (next_due_at != 0)
+				sleep_ms = Min(sleep_ms, Max(0, (long) ((next_due_at - now + 999) / 1000)));
+		}
+		if (npending > 0)
+			sleep_ms = Min(sleep_ms, 100);	/* a failed write is tried again soon */
+		(void) tob_http_wait(sleep_ms, tob_wait_event);
 		ResetLatch(MyLatch);
 	}
 
-	ereport(LOG, (errmsg("twilio_outbox worker shutting down")));
+	ereport(LOG, (errmsg("twilio_outbox worker shutting down with %d requests in flight",
+						 tob_http_in_flight())));
+	finish_in_flight(turn_cxt);
 	proc_exit(1);
 }

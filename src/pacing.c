@@ -1,0 +1,88 @@
+/*-------------------------------------------------------------------------
+ *
+ * pacing.c
+ *		Token buckets in segments, one per pool, as a generic cell rate
+ *		algorithm.
+ *
+ * A bucket of capacity `burst` refilled at `rate` segments per second is
+ * kept as one timestamp, tat: the time at which the bucket would be full
+ * again.  A message of c segments may go at `now` when
+ *
+ *		max(tat, now) + c/rate <= now + burst/rate
+ *
+ * and then tat becomes max(tat, now) + c/rate.  So over any window of W
+ * seconds a pool sends at most rate*W + burst segments.  A message larger
+ * than the whole bucket goes when the bucket is full and leaves it in debt.
+ *
+ * The worker wakes on millisecond timers and is sometimes a little late.
+ * With a plain bucket, time spent late with a full bucket is lost for good
+ * (at 50 mps and burst 1, one late millisecond per message is 5% of the
+ * rate).  So max(tat, now) is taken as max(tat, now - credit): up to
+ * TOB_PACING_LATE_CREDIT_US of lateness is made up.  That can add at most
+ * rate * credit segments to a window (0.5 at 50 mps), and no more than that
+ * after a pause: a pause never ends in a burst.
+ *
+ * Copyright (c) 2026, twilio_outbox developers
+ *
+ * IDENTIFICATION
+ *	  src/pacing.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "pacing.h"
+
+/* Microseconds one segment takes at the pool's rate. */
+static double
+segment_us(const TobPoolSlot *pool)
+{
+	return 1000000.0 / pool->effective_mps;
+}
+
+static double
+start_of(const TobPoolSlot *pool, TimestampTz now)
+{
+	return (double) Max(pool->tat, now - TOB_PACING_LATE_CREDIT_US);
+}
+
+bool
+tob_pacing_spend(TobPoolSlot *pool, int segments, TimestampTz now)
+{
+	double		t = segment_us(pool);
+	double		start = start_of(pool, now);
+	int			needed = Min(segments, pool->burst);
+
+	if (start + needed * t > (double) now + pool->burst * t)
+		return false;
+	pool->tat = (TimestampTz) ceil(start + segments * t);
+	return true;
+}
+
+int
+tob_pacing_available(const TobPoolSlot *pool, TimestampTz now)
+{
+	double		t = segment_us(pool);
+	double		room = (double) now + pool->burst * t - start_of(pool, now);
+
+	return room <= 0 ? 0 : (int) Min(floor(room / t + 1e-9), (double) INT_MAX);
+}
+
+int64
+tob_pacing_wait_us(const TobPoolSlot *pool, TimestampTz now)
+{
+	double		t = segment_us(pool);
+	double		ready_at = (double) pool->tat - (pool->burst - 1) * t;
+
+	return ready_at <= (double) now ? 0 : (int64) ceil(ready_at - (double) now);
+}
+
+void
+tob_pacing_update_tokens(TobPoolSlot *pool, TimestampTz now)
+{
+	double		t = segment_us(pool);
+
+	pool->tokens = pool->burst - ((double) Max(pool->tat, now) - (double) now) / t;
+}

@@ -1,0 +1,216 @@
+/*-------------------------------------------------------------------------
+ *
+ * response.c
+ *		Reads Twilio's JSON answers with PostgreSQL's JSON parser.
+ *
+ * Only the top-level fields the outbox records are kept: sid and status of
+ * a Message resource, code and message of an error.  The parser reports
+ * malformed input as an error code instead of raising, so a hostile or
+ * truncated body can never take the worker down; text that is not valid
+ * UTF-8 is dropped before it could reach a text column.
+ *
+ * Copyright (c) 2026, twilio_outbox developers
+ *
+ * IDENTIFICATION
+ *	  src/response.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+#include <limits.h>
+
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
+
+#include "compat.h"
+#include "response.h"
+
+#define MAX_NESTING 32
+
+typedef enum ResponseField
+{
+	FIELD_NONE,
+	FIELD_SID,
+	FIELD_STATUS,
+	FIELD_CODE,
+	FIELD_MESSAGE
+} ResponseField;
+
+typedef struct ParseState
+{
+	TobTwilioResponse *out;
+	int			depth;			/* object/array nesting; 1 = top level */
+	ResponseField field;		/* top-level field whose value comes next */
+} ParseState;
+
+static TOB_JSON_ACTION
+on_struct_start(void *arg)
+{
+	ParseState *st = arg;
+
+	st->depth++;
+	st->field = FIELD_NONE;
+	TOB_JSON_ACTION_DONE;
+}
+
+static TOB_JSON_ACTION
+on_struct_end(void *arg)
+{
+	((ParseState *) arg)->depth--;
+	TOB_JSON_ACTION_DONE;
+}
+
+static TOB_JSON_ACTION
+on_field_start(void *arg, char *fname, bool isnull)
+{
+	ParseState *st = arg;
+
+	st->field = FIELD_NONE;
+	if (st->depth != 1)
+		TOB_JSON_ACTION_DONE;
+	if (strcmp(fname, "sid") == 0)
+		st->field = FIELD_SID;
+	else if (strcmp(fname, "status") == 0)
+		st->field = FIELD_STATUS;
+	else if (strcmp(fname, "code") == 0)
+		st->field = FIELD_CODE;
+	else if (strcmp(fname, "message") == 0)
+		st->field = FIELD_MESSAGE;
+	TOB_JSON_ACTION_DONE;
+}
+
+/* Copy a string value if it is valid UTF-8 and fits; otherwise leave dst empty. */
+static void
+copy_text(char *dst, size_t size, const char *src)
+{
+	size_t		len = strlen(src);
+
+	if (len >= size)
+		len = pg_mbcliplen(src, len, size - 1);
+	if (pg_encoding_verifymbstr(PG_UTF8, src, len) != len)
+		return;
+	memcpy(dst, src, len);
+	dst[len] = '\0';
+}
+
+static TOB_JSON_ACTION
+on_scalar(void *arg, char *token, JsonTokenType type)
+{
+	ParseState *st = arg;
+	TobTwilioResponse *out = st->out;
+
+	switch (st->field)
+	{
+		case FIELD_SID:
+			if (type == JSON_TOKEN_STRING && strlen(token) < TOB_SID_LEN)
+				copy_text(out->sid, TOB_SID_LEN, token);
+			break;
+		case FIELD_STATUS:
+			if (type == JSON_TOKEN_STRING)
+				copy_text(out->status, TOB_STATUS_LEN, token);
+			break;
+		case FIELD_CODE:
+			if (type == JSON_TOKEN_NUMBER || type == JSON_TOKEN_STRING)
+			{
+				char	   *end;
+				long		code = strtol(token, &end, 10);
+
+				if (end != token && *end == '\0' && code > 0 && code < INT_MAX)
+					out->code = (int) code;
+			}
+			break;
+		case FIELD_MESSAGE:
+			if (type == JSON_TOKEN_STRING)
+				copy_text(out->message, TOB_MESSAGE_LEN, token);
+			break;
+		case FIELD_NONE:
+			break;
+	}
+	st->field = FIELD_NONE;
+	TOB_JSON_ACTION_DONE;
+}
+
+/*
+ * The deepest nesting of arrays and objects in body, ignoring brackets
+ * inside strings.  PostgreSQL's parser recurses per level and raises an
+ * error near the stack limit, so deep input is refused before parsing.
+ */
+static int
+nesting_depth(const char *body, size_t len)
+{
+	int			depth = 0;
+	int			max = 0;
+	bool		in_string = false;
+	size_t		i;
+
+	for (i = 0; i < len; i++)
+	{
+		char		c = body[i];
+
+		if (in_string)
+		{
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = false;
+		}
+		else if (c == '"')
+			in_string = true;
+		else if (c == '{' || c == '[')
+			max = Max(max, ++depth);
+		else if (c == '}' || c == ']')
+			depth--;
+	}
+	return max;
+}
+
+void
+tob_parse_response(const char *body, size_t len, TobTwilioResponse *out)
+{
+	ParseState	st = {out, 0, FIELD_NONE};
+	JsonSemAction sem = {0};
+	JsonLexContext *lex;
+	char	   *copy;
+	size_t		i;
+
+	memset(out, 0, sizeof(*out));
+	/* an answer that does not start like an object is not one (and may be huge) */
+	for (i = 0; i < len && isspace((unsigned char) body[i]); i++)
+		;
+	if (i == len || body[i] != '{' || nesting_depth(body, len) > MAX_NESTING)
+		return;
+
+	copy = palloc(len + 1);
+	memcpy(copy, body, len);
+	copy[len] = '\0';
+
+	sem.semstate = &st;
+	sem.object_start = on_struct_start;
+	sem.object_end = on_struct_end;
+	sem.array_start = on_struct_start;
+	sem.array_end = on_struct_end;
+	sem.object_field_start = on_field_start;
+	sem.scalar = on_scalar;
+
+	lex = TOB_JSON_LEX(copy, (int) len);
+	if (pg_parse_json(lex, &sem) == JSON_SUCCESS)
+		out->is_object = true;
+	else
+		memset(out, 0, sizeof(*out));
+	pfree(copy);
+}
+
+bool
+tob_is_message_sid(const char *s)
+{
+	int			i;
+
+	if (!((s[0] == 'S' || s[0] == 'M') && s[1] == 'M'))
+		return false;
+	for (i = 2; i < 34; i++)
+		if (!isxdigit((unsigned char) s[i]))
+			return false;
+	return s[34] == '\0';
+}
