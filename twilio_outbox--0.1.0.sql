@@ -135,6 +135,7 @@ CREATE TABLE twilio_outbox (
 	status_callback	text,
 	claimed_at		timestamptz,
 	finished_at		timestamptz,
+	unconfirmed		boolean NOT NULL DEFAULT false,
 	CONSTRAINT twilio_outbox_status_check
 		CHECK (status IN ('queued', 'sending', 'sent', 'retrying', 'failed', 'expired', 'canceled')),
 	CONSTRAINT twilio_outbox_priority_check CHECK (priority BETWEEN -100 AND 100),
@@ -147,6 +148,7 @@ COMMENT ON COLUMN twilio_outbox.next_attempt_at IS 'not sent before this (send_a
 COMMENT ON COLUMN twilio_outbox.expires_at IS 'not sent after this: becomes expired';
 COMMENT ON COLUMN twilio_outbox.claimed_at IS 'when the worker last claimed the row for sending';
 COMMENT ON COLUMN twilio_outbox.finished_at IS 'when the row reached sent, failed, expired or canceled';
+COMMENT ON COLUMN twilio_outbox.unconfirmed IS 'the last attempt may have reached Twilio: look it up before sending again';
 
 -- The worker's claim: due rows of one pool, highest priority first, then
 -- oldest next_attempt_at.  Partial, so finished rows never slow it down.
@@ -155,6 +157,8 @@ CREATE INDEX twilio_outbox_due_idx ON twilio_outbox (pool, priority DESC, next_a
 -- The worker's once-a-second expiry of overdue rows.
 CREATE INDEX twilio_outbox_expiry_idx ON twilio_outbox (expires_at)
 	WHERE status IN ('queued', 'retrying') AND expires_at IS NOT NULL;
+-- Reconciliation (a sid already on a row never matches another) and status callbacks.
+CREATE INDEX twilio_outbox_sid_idx ON twilio_outbox (twilio_sid) WHERE twilio_sid IS NOT NULL;
 -- Per-pool counts for the views, and the foreign key's lookups.
 CREATE INDEX twilio_outbox_pool_status_idx ON twilio_outbox (pool, status);
 
@@ -293,7 +297,8 @@ CREATE FUNCTION _twilio_worker_status(
 	OUT started_at timestamptz, OUT last_activity_at timestamptz,
 	OUT requests bigint, OUT sent bigint, OUT retried bigint, OUT failed bigint,
 	OUT expired bigint, OUT http_429 bigint, OUT http_5xx bigint,
-	OUT transport_errors bigint, OUT commit_wakeups bigint)
+	OUT transport_errors bigint, OUT reconciled bigint, OUT resent_blind bigint,
+	OUT commit_wakeups bigint)
 RETURNS record
 LANGUAGE c VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'twilio_outbox_worker_status_1_0';

@@ -260,13 +260,13 @@ free_transfer(Transfer *t)
 }
 
 void
-tob_http_post(int64 id, const char *url, const char *user, const char *password,
-			  const char *form)
+tob_http_start(int64 id, const char *url, const char *user, const char *password,
+			   const char *form)
 {
 	Transfer   *t = calloc(1, sizeof(Transfer));
 	CURL	   *easy;
 
-	if (t == NULL || (t->form = strdup(form)) == NULL ||
+	if (t == NULL || (t->form = strdup(form ? form : "")) == NULL ||
 		(t->body = malloc(TOB_HTTP_MAX_BODY)) == NULL ||
 		(t->easy = curl_easy_init()) == NULL)
 	{
@@ -275,10 +275,11 @@ tob_http_post(int64 id, const char *url, const char *user, const char *password,
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory for an HTTP request")));
 	}
 	t->id = id;
-	t->form_len = strlen(form);
+	t->form_len = strlen(t->form);
 	t->retry_after_s = -1;
-	t->headers = curl_slist_append(NULL, "Content-Type: application/x-www-form-urlencoded");
-	t->headers = curl_slist_append(t->headers, "Accept: application/json");
+	t->headers = curl_slist_append(NULL, "Accept: application/json");
+	if (form != NULL)
+		t->headers = curl_slist_append(t->headers, "Content-Type: application/x-www-form-urlencoded");
 	t->headers = curl_slist_append(t->headers, "Expect:");
 	easy = t->easy;
 
@@ -298,12 +299,15 @@ tob_http_post(int64 id, const char *url, const char *user, const char *password,
 		CHECK_EASY(curl_easy_setopt(easy, CURLOPT_PASSWORD, password));
 		CHECK_EASY(curl_easy_setopt(easy, CURLOPT_USERAGENT, user_agent));
 		CHECK_EASY(curl_easy_setopt(easy, CURLOPT_HTTPHEADER, t->headers));
-		CHECK_EASY(curl_easy_setopt(easy, CURLOPT_POST, 1L));
-		CHECK_EASY(curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) t->form_len));
-		CHECK_EASY(curl_easy_setopt(easy, CURLOPT_READFUNCTION, read_cb));
-		CHECK_EASY(curl_easy_setopt(easy, CURLOPT_READDATA, t));
-		CHECK_EASY(curl_easy_setopt(easy, CURLOPT_SEEKFUNCTION, seek_cb));
-		CHECK_EASY(curl_easy_setopt(easy, CURLOPT_SEEKDATA, t));
+		if (form != NULL)
+		{
+			CHECK_EASY(curl_easy_setopt(easy, CURLOPT_POST, 1L));
+			CHECK_EASY(curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) t->form_len));
+			CHECK_EASY(curl_easy_setopt(easy, CURLOPT_READFUNCTION, read_cb));
+			CHECK_EASY(curl_easy_setopt(easy, CURLOPT_READDATA, t));
+			CHECK_EASY(curl_easy_setopt(easy, CURLOPT_SEEKFUNCTION, seek_cb));
+			CHECK_EASY(curl_easy_setopt(easy, CURLOPT_SEEKDATA, t));
+		}
 		CHECK_EASY(curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb));
 		CHECK_EASY(curl_easy_setopt(easy, CURLOPT_WRITEDATA, t));
 		CHECK_EASY(curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb));

@@ -38,10 +38,10 @@ extern void tob_http_configure(void);
 
 /*
  * Start a POST of form (application/x-www-form-urlencoded) to url with HTTP
- * Basic credentials.  The strings are copied.
+ * Basic credentials, or with form NULL a GET of url.  The strings are copied.
  */
-extern void tob_http_post(int64 id, const char *url, const char *user,
-						  const char *password, const char *form);
+extern void tob_http_start(int64 id, const char *url, const char *user,
+						   const char *password, const char *form);
 
 /* Requests started and not yet returned by tob_http_next_result. */
 extern int	tob_http_in_flight(void);

@@ -175,7 +175,8 @@ tob_claim_candidates(const char *schema, const char *pool, int limit, TobClaimed
 		" ARRAY(SELECT p.key FROM jsonb_each_text(o.params) p),"
 		" ARRAY(SELECT p.value FROM jsonb_each_text(o.params) p),"
 		" CASE WHEN o.expires_at IS NOT NULL AND NOT o.params ? 'ValidityPeriod'"
-		"      THEN ceil(date_part('epoch', o.expires_at - now()))::int4 END "
+		"      THEN ceil(date_part('epoch', o.expires_at - now()))::int4 END,"
+		" o.unconfirmed, o.claimed_at "
 		"FROM %s.twilio_outbox o "
 		"WHERE o.pool = $1 AND o.status IN ('queued', 'retrying') AND o.next_attempt_at <= now()"
 		" AND (o.expires_at IS NULL OR o.expires_at > now()) "
@@ -208,6 +209,9 @@ tob_claim_candidates(const char *schema, const char *pool, int limit, TobClaimed
 		(void) result_text_array(i, 9, &r->param_values);
 		d = result_datum(i, 10, &isnull);
 		r->validity_s = isnull ? 0 : DatumGetInt32(d);
+		r->unconfirmed = DatumGetBool(result_datum(i, 11, &isnull));
+		d = result_datum(i, 12, &isnull);
+		r->last_claimed_at = isnull ? 0 : DatumGetTimestampTz(d);
 	}
 	return (int) SPI_processed;
 }
@@ -251,6 +255,8 @@ tob_record(const char *schema, const TobRecord *records, int n)
 	static const char *fmt =
 		"UPDATE %s.twilio_outbox o SET "
 		" status = r.status,"
+		" unconfirmed = r.unconfirmed,"
+		" attempts = CASE WHEN r.status = 'queued' THEN o.attempts - 1 ELSE o.attempts END,"
 		" twilio_sid = COALESCE(r.sid, o.twilio_sid),"
 		" delivery_status = COALESCE(r.delivery_status, o.delivery_status),"
 		" last_http_status = r.http_status,"
@@ -258,21 +264,23 @@ tob_record(const char *schema, const TobRecord *records, int n)
 		" last_error = r.error,"
 		" sent_at = CASE WHEN r.status = 'sent' THEN r.at ELSE o.sent_at END,"
 		" finished_at = CASE WHEN r.status IN ('sent', 'failed') THEN r.at END,"
-		" next_attempt_at = CASE WHEN r.status = 'retrying' THEN r.next_at ELSE o.next_attempt_at END "
-		"FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-		" AS r(id, status, sid, delivery_status, http_status, error_code, error, at, next_at) "
+		" next_attempt_at = CASE WHEN r.status IN ('retrying', 'queued') THEN r.next_at ELSE o.next_attempt_at END "
+		"FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+		" AS r(id, status, sid, delivery_status, http_status, error_code, error, at, next_at, unconfirmed) "
 		"WHERE o.id = r.id AND o.status = 'sending'";
-	Oid			types[9] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-	INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID};
-	Oid			elemtypes[9] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID,
-	TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	Datum	   *cols[9];
-	bool	   *nulls[9];
-	Datum		args[9];
+#define NCOLS 10
+	Oid			types[NCOLS] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID,
+	BOOLARRAYOID};
+	Oid			elemtypes[NCOLS] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID,
+	TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, BOOLOID};
+	Datum	   *cols[NCOLS];
+	bool	   *nulls[NCOLS];
+	Datum		args[NCOLS];
 	int			c;
 	int			i;
 
-	for (c = 0; c < 9; c++)
+	for (c = 0; c < NCOLS; c++)
 	{
 		cols[c] = palloc(sizeof(Datum) * n);
 		nulls[c] = palloc0(sizeof(bool) * n);
@@ -296,12 +304,43 @@ tob_record(const char *schema, const TobRecord *records, int n)
 		cols[7][i] = TimestampTzGetDatum(r->at);
 		nulls[8][i] = r->next_attempt_at == 0;
 		cols[8][i] = TimestampTzGetDatum(r->next_attempt_at);
+		cols[9][i] = BoolGetDatum(r->unconfirmed);
 	}
-	for (c = 0; c < 9; c++)
+	for (c = 0; c < NCOLS; c++)
 		args[c] = make_array(cols[c], nulls[c], n, elemtypes[c]);
 
-	check_spi(SPI_execute_with_args(psprintf(fmt, schema), 9, types, args, NULL, false, 0),
+	check_spi(SPI_execute_with_args(psprintf(fmt, schema), NCOLS, types, args, NULL, false, 0),
 			  SPI_OK_UPDATE, "recording results");
+#undef NCOLS
+}
+
+void
+tob_sids_in_use(const char *schema, char **sids, int n, bool *in_use)
+{
+	Oid			argtype = TEXTARRAYOID;
+	Datum	   *elems = palloc(sizeof(Datum) * n);
+	bool	   *nulls = palloc0(sizeof(bool) * n);
+	Datum		arg;
+	int			i;
+	int			k;
+
+	for (i = 0; i < n; i++)
+		elems[i] = CStringGetTextDatum(sids[i]);
+	arg = make_array(elems, nulls, n, TEXTOID);
+	check_spi(SPI_execute_with_args(psprintf("SELECT s.sid FROM unnest($1) s(sid) "
+											 "WHERE EXISTS (SELECT FROM %s.twilio_outbox o WHERE o.twilio_sid = s.sid)",
+											 schema),
+									1, &argtype, &arg, NULL, true, 0),
+			  SPI_OK_SELECT, "looking up recorded sids");
+	memset(in_use, 0, sizeof(bool) * n);
+	for (k = 0; k < SPI_processed; k++)
+	{
+		char	   *used = SPI_getvalue(SPI_tuptable->vals[k], SPI_tuptable->tupdesc, 1);
+
+		for (i = 0; i < n; i++)
+			if (strcmp(sids[i], used) == 0)
+				in_use[i] = true;
+	}
 }
 
 int
@@ -320,7 +359,7 @@ int
 tob_recover_sending(const char *schema)
 {
 	check_spi(SPI_execute(psprintf("UPDATE %s.twilio_outbox "
-								   "SET status = 'retrying', next_attempt_at = now(),"
+								   "SET status = 'retrying', next_attempt_at = now(), unconfirmed = true,"
 								   " last_error = 'the worker stopped while sending' "
 								   "WHERE status = 'sending'", schema), false, 0),
 			  SPI_OK_UPDATE, "recovering messages left in sending");

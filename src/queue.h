@@ -39,13 +39,16 @@ typedef struct TobClaimedRow
 	char	  **param_names;
 	char	  **param_values;
 	int			validity_s;		/* ValidityPeriod to send, 0 for none */
+	bool		unconfirmed;	/* an earlier attempt may have reached Twilio */
+	TimestampTz last_claimed_at;	/* when that attempt was claimed */
 } TobClaimedRow;
 
 /* An outcome to write back. */
 typedef struct TobRecord
 {
 	int64		id;
-	const char *status;			/* sent, retrying or failed */
+	const char *status;			/* sent, retrying, failed or queued (attempt given back) */
+	bool		unconfirmed;	/* the attempt may have reached Twilio */
 	char	   *sid;
 	char	   *delivery_status;
 	int			http_status;	/* 0: NULL */
@@ -84,10 +87,16 @@ extern void tob_mark_sending(const char *schema, const int64 *ids, int n);
 /* Write outcomes back in one statement. */
 extern void tob_record(const char *schema, const TobRecord *records, int n);
 
+/* Which of the sids are already recorded on a row. */
+extern void tob_sids_in_use(const char *schema, char **sids, int n, bool *in_use);
+
 /* Queued and retrying rows past expires_at become expired; returns how many. */
 extern int	tob_expire_due(const char *schema);
 
-/* Rows left in sending by an earlier worker become retrying; returns how many. */
+/*
+ * Rows left in sending by an earlier worker become retrying and unconfirmed
+ * (to be looked up at Twilio before they are sent again); returns how many.
+ */
 extern int	tob_recover_sending(const char *schema);
 
 #endif							/* TOB_QUEUE_H */

@@ -166,26 +166,40 @@ nesting_depth(const char *body, size_t len)
 	return max;
 }
 
+/*
+ * Run PostgreSQL's JSON parser over body with the given actions, if body
+ * is a JSON object of bounded nesting.  Returns whether it parsed.
+ */
+static bool
+parse_object(const char *body, size_t len, JsonSemAction *sem)
+{
+	JsonLexContext *lex;
+	char	   *copy;
+	size_t		i;
+	bool		ok;
+
+	/* an answer that does not start like an object is not one (and may be huge) */
+	for (i = 0; i < len && isspace((unsigned char) body[i]); i++)
+		;
+	if (i == len || body[i] != '{' || nesting_depth(body, len) > MAX_NESTING)
+		return false;
+
+	copy = palloc(len + 1);
+	memcpy(copy, body, len);
+	copy[len] = '\0';
+	lex = TOB_JSON_LEX(copy, (int) len);
+	ok = pg_parse_json(lex, sem) == JSON_SUCCESS;
+	pfree(copy);
+	return ok;
+}
+
 void
 tob_parse_response(const char *body, size_t len, TobTwilioResponse *out)
 {
 	ParseState	st = {out, 0, FIELD_NONE};
 	JsonSemAction sem = {0};
-	JsonLexContext *lex;
-	char	   *copy;
-	size_t		i;
 
 	memset(out, 0, sizeof(*out));
-	/* an answer that does not start like an object is not one (and may be huge) */
-	for (i = 0; i < len && isspace((unsigned char) body[i]); i++)
-		;
-	if (i == len || body[i] != '{' || nesting_depth(body, len) > MAX_NESTING)
-		return;
-
-	copy = palloc(len + 1);
-	memcpy(copy, body, len);
-	copy[len] = '\0';
-
 	sem.semstate = &st;
 	sem.object_start = on_struct_start;
 	sem.object_end = on_struct_end;
@@ -194,12 +208,124 @@ tob_parse_response(const char *body, size_t len, TobTwilioResponse *out)
 	sem.object_field_start = on_field_start;
 	sem.scalar = on_scalar;
 
-	lex = TOB_JSON_LEX(copy, (int) len);
-	if (pg_parse_json(lex, &sem) == JSON_SUCCESS)
+	if (parse_object(body, len, &sem))
 		out->is_object = true;
 	else
 		memset(out, 0, sizeof(*out));
-	pfree(copy);
+}
+
+/*---- the Messages list ----*/
+
+typedef enum ListField
+{
+	LIST_NONE,
+	LIST_SID,
+	LIST_BODY,
+	LIST_DATE_CREATED
+} ListField;
+
+typedef struct ListState
+{
+	int			depth;
+	bool		messages_next;	/* the top-level "messages" value comes next */
+	int			messages_depth; /* depth of its array, 0 when not inside */
+	ListField	field;
+	TobListedMessage *messages;
+	int			n;
+} ListState;
+
+static TOB_JSON_ACTION
+list_object_start(void *arg)
+{
+	ListState  *st = arg;
+
+	st->depth++;
+	if (st->messages_depth > 0 && st->depth == st->messages_depth + 1 && st->n < TOB_LIST_MAX)
+		memset(&st->messages[st->n++], 0, sizeof(TobListedMessage));
+	st->field = LIST_NONE;
+	TOB_JSON_ACTION_DONE;
+}
+
+static TOB_JSON_ACTION
+list_array_start(void *arg)
+{
+	ListState  *st = arg;
+
+	st->depth++;
+	if (st->messages_next)
+		st->messages_depth = st->depth;
+	st->messages_next = false;
+	st->field = LIST_NONE;
+	TOB_JSON_ACTION_DONE;
+}
+
+static TOB_JSON_ACTION
+list_struct_end(void *arg)
+{
+	ListState  *st = arg;
+
+	if (st->depth == st->messages_depth)
+		st->messages_depth = 0;
+	st->depth--;
+	TOB_JSON_ACTION_DONE;
+}
+
+static TOB_JSON_ACTION
+list_field_start(void *arg, char *fname, bool isnull)
+{
+	ListState  *st = arg;
+
+	st->field = LIST_NONE;
+	st->messages_next = (st->depth == 1 && strcmp(fname, "messages") == 0);
+	if (st->messages_depth > 0 && st->depth == st->messages_depth + 1 && st->n > 0)
+	{
+		if (strcmp(fname, "sid") == 0)
+			st->field = LIST_SID;
+		else if (strcmp(fname, "body") == 0)
+			st->field = LIST_BODY;
+		else if (strcmp(fname, "date_created") == 0)
+			st->field = LIST_DATE_CREATED;
+	}
+	TOB_JSON_ACTION_DONE;
+}
+
+static TOB_JSON_ACTION
+list_scalar(void *arg, char *token, JsonTokenType type)
+{
+	ListState  *st = arg;
+	TobListedMessage *m;
+
+	if (st->field == LIST_NONE || type != JSON_TOKEN_STRING)
+		TOB_JSON_ACTION_DONE;
+	m = &st->messages[st->n - 1];
+	if (st->field == LIST_SID && strlen(token) < TOB_SID_LEN)
+		copy_text(m->sid, TOB_SID_LEN, token);
+	else if (st->field == LIST_DATE_CREATED)
+		copy_text(m->date_created, sizeof(m->date_created), token);
+	else if (st->field == LIST_BODY &&
+			 pg_encoding_verifymbstr(PG_UTF8, token, strlen(token)) == strlen(token))
+		m->body = pstrdup(token);
+	st->field = LIST_NONE;
+	TOB_JSON_ACTION_DONE;
+}
+
+int
+tob_parse_message_list(const char *body, size_t len, TobListedMessage **messages)
+{
+	ListState	st = {0};
+	JsonSemAction sem = {0};
+
+	st.messages = palloc(sizeof(TobListedMessage) * TOB_LIST_MAX);
+	sem.semstate = &st;
+	sem.object_start = list_object_start;
+	sem.object_end = list_struct_end;
+	sem.array_start = list_array_start;
+	sem.array_end = list_struct_end;
+	sem.object_field_start = list_field_start;
+	sem.scalar = list_scalar;
+
+	*messages = st.messages;
+	return parse_object(body, len, &sem) ? st.n : -1;
 }
 
 bool

@@ -31,6 +31,23 @@ typedef struct TobTwilioResponse
  */
 extern void tob_parse_response(const char *body, size_t len, TobTwilioResponse *out);
 
+/* One message of a Messages list answer. */
+typedef struct TobListedMessage
+{
+	char		sid[TOB_SID_LEN];
+	char	   *body;			/* NULL when absent */
+	char		date_created[64];	/* RFC 2822, as Twilio gives it */
+} TobListedMessage;
+
+#define TOB_LIST_MAX 200
+
+/*
+ * Parse an answer of GET .../Messages.json: the elements of its top-level
+ * "messages" array, at most TOB_LIST_MAX.  Returns -1 when the body is not
+ * such an answer.  Never raises an error.
+ */
+extern int	tob_parse_message_list(const char *body, size_t len, TobListedMessage **messages);
+
 /* Whether s looks like a Message SID: SM or MM and 32 hex digits. */
 extern bool tob_is_message_sid(const char *s);
 

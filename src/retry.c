@@ -1,17 +1,23 @@
 /*-------------------------------------------------------------------------
  *
  * retry.c
- *		The failure policy, in one place.
+ *		The failure policy, in one place.  The README's table is this one.
  *
+ *	 answer						outcome
  *	 2xx with a sid				sent
- *	 429						retrying, not before Retry-After; the pool slows down
- *	 502, 503, 504				retrying with backoff
- *	 transport error			retrying with backoff
- *	 500, 2xx without a sid		retrying (Twilio may have the message)
- *	 401, 403					retrying (credentials, not the message)
+ *	 429 (any code)				retrying, not before Retry-After; the pool pauses
+ *								until then and halves its rate
+ *	 502, 503, 504				retrying with backoff; repeated ones pause the pool
  *	 400 21611 (queue full)		retrying with backoff
+ *	 refused, DNS, TLS			retrying with backoff (nothing reached Twilio)
+ *	 500, other 5xx, 2xx		retrying, unconfirmed: looked up at Twilio before
+ *	 without a sid, timeout or	it is sent again (Twilio may have it)
+ *	 connection lost after
+ *	 the request went out
+ *	 401, 403					queued again without spending the attempt; the
+ *								worker stops sending and probes (auth_failed)
  *	 other 4xx					failed at once, Twilio's code and message kept
- *	 attempts reach max_attempts	failed, the last error kept
+ *	 max_attempts reached		failed, the last error kept
  *
  * Backoff is "full jitter": a uniform delay in
  * [0, min(backoff_max_ms, backoff_base_ms * 2^(attempt-1))], but never
@@ -35,9 +41,10 @@
 
 #define BACKOFF_FLOOR_US 50000	/* 50 ms */
 
-/* 400-class codes that say "later", not "never". */
+/* 4xx codes that say "later", not "never". */
 static const int retryable_4xx_codes[] = {
 	21611,						/* the sender's queue at Twilio is full */
+	20429,						/* too many requests, whatever the status */
 };
 
 int64
@@ -93,12 +100,23 @@ tob_decide(const TobHttpResult *result, const TobTwilioResponse *answer,
 	else
 		snprintf(out->error, sizeof(out->error), "HTTP %ld", status);
 
-	if (status >= 400 && status < 500 && status != 429 && status != 401 &&
-		status != 403 && !retryable_code(answer->code))
+	if (status == 401 || status == 403)
+	{
+		out->kind = TOB_OUTCOME_AUTH;
+		out->next_attempt_at = now;
+		return;
+	}
+
+	if (status >= 400 && status < 500 && status != 429 && !retryable_code(answer->code))
 	{
 		out->kind = TOB_OUTCOME_FAILED;
 		return;
 	}
+
+	out->throttled = (status == 429);
+	out->edge_error = (status == 502 || status == 503 || status == 504);
+	out->unconfirmed = (status == 0) ? result->maybe_sent :
+		!(status == 429 || out->edge_error || (status >= 400 && status < 500));
 
 	if (attempt >= tob_max_attempts)
 	{
@@ -107,7 +125,6 @@ tob_decide(const TobHttpResult *result, const TobTwilioResponse *answer,
 	}
 
 	out->kind = TOB_OUTCOME_RETRY;
-	out->throttled = (status == 429);
 	delay_us = tob_backoff_us(attempt);
 	if (result->retry_after_s >= 0)
 		delay_us = Max(delay_us, (int64) result->retry_after_s * 1000000);

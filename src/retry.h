@@ -17,8 +17,9 @@
 typedef enum TobOutcomeKind
 {
 	TOB_OUTCOME_SENT,
-	TOB_OUTCOME_RETRY,
-	TOB_OUTCOME_FAILED
+	TOB_OUTCOME_RETRY,			/* retrying, at next_attempt_at */
+	TOB_OUTCOME_FAILED,
+	TOB_OUTCOME_AUTH			/* back to queued, attempt given back */
 } TobOutcomeKind;
 
 typedef struct TobOutcome
@@ -31,6 +32,8 @@ typedef struct TobOutcome
 	char		delivery_status[TOB_STATUS_LEN];
 	TimestampTz next_attempt_at;	/* when kind is RETRY */
 	bool		throttled;		/* a 429: the pool must slow down */
+	bool		edge_error;		/* 502/503/504: Twilio's edge is struggling */
+	bool		unconfirmed;	/* Twilio may have the message after all */
 } TobOutcome;
 
 /*

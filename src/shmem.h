@@ -45,6 +45,8 @@ typedef struct TobCounters
 	uint64		http_429;
 	uint64		http_5xx;
 	uint64		transport_errors;
+	uint64		reconciled;		/* ambiguous attempts found at Twilio: not resent */
+	uint64		resent_blind;	/* ambiguous attempts resent without a lookup */
 } TobCounters;
 
 /*

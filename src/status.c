@@ -27,7 +27,7 @@
 PG_FUNCTION_INFO_V1(twilio_outbox_worker_status_1_0);
 PG_FUNCTION_INFO_V1(twilio_outbox_pool_status_1_0);
 
-#define WORKER_STATUS_COLS 14
+#define WORKER_STATUS_COLS 16
 #define POOL_STATUS_COLS 9
 
 static Datum
@@ -82,6 +82,8 @@ twilio_outbox_worker_status_1_0(PG_FUNCTION_ARGS)
 	values[i++] = Int64GetDatum((int64) totals.http_429);
 	values[i++] = Int64GetDatum((int64) totals.http_5xx);
 	values[i++] = Int64GetDatum((int64) totals.transport_errors);
+	values[i++] = Int64GetDatum((int64) totals.reconciled);
+	values[i++] = Int64GetDatum((int64) totals.resent_blind);
 	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&tob_shared->commit_wakeups));
 	Assert(i == WORKER_STATUS_COLS);
 

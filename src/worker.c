@@ -40,6 +40,8 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include <curl/curl.h>
+
 #include "compat.h"
 #include "form.h"
 #include "http.h"
@@ -63,7 +65,21 @@ typedef struct InFlight
 	int64		id;				/* hash key */
 	int			pool;			/* slot in tob_shared->pools */
 	int			attempt;
+	bool		lookup;			/* a GET of Messages.json, not the POST */
+	/* for a lookup: what is needed to match it, and to send if nothing matches */
+	char	   *form;			/* TopMemoryContext */
+	char	   *body;			/* TopMemoryContext, NULL when none */
+	TimestampTz since;			/* the earlier attempt was claimed then */
 } InFlight;
+
+/* A finished lookup waiting for the check of its candidate sids. */
+typedef struct Lookup
+{
+	InFlight   *entry;
+	int			ncand;
+	char	  **cand;			/* sids of messages that match, newest first */
+	bool		failed;			/* the lookup itself did not work */
+} Lookup;
 
 /* What the worker knows about a pool besides its shared slot. */
 typedef struct PoolLocal
@@ -71,6 +87,7 @@ typedef struct PoolLocal
 	char		sender[64];
 	bool		backlog;		/* due rows were left behind last time */
 	TimestampTz last_429;
+	int			edge_errors;	/* 502/503/504 in a row */
 } PoolLocal;
 
 static uint32 tob_wait_event = 0;
@@ -81,6 +98,17 @@ static HTAB *in_flight = NULL;
 static PoolLocal pool_local[TOB_MAX_POOLS];
 static int	claim_rotation = 0;
 static TimestampTz next_due_at = 0; /* earliest retry the worker scheduled */
+
+/* Twilio refused the credentials: send nothing but one probe per backoff. */
+static bool auth_failed = false;
+static TimestampTz auth_probe_at = 0;
+static int64 auth_backoff_us = 0;
+static int64 auth_probe_id = 0;	/* the row sent as the last probe */
+
+#define AUTH_BACKOFF_MIN_US 1000000
+#define AUTH_BACKOFF_MAX_US 60000000
+#define EDGE_ERRORS_BEFORE_PAUSE 3
+#define EDGE_PAUSE_MAX_US 30000000
 
 /* Outcomes waiting to be written (TopMemoryContext). */
 static TobRecord *pending = NULL;
@@ -251,7 +279,13 @@ maintenance(TimestampTz now)
 	if (found != NULL)
 	{
 		npools = tob_load_pools(found, &pools);
-		if (!recovered && ready_to_send())
+
+		/*
+		 * Before the first claim in this schema: rows an earlier worker left
+		 * in sending (nothing of ours is in flight yet).
+		 */
+		if (!recovered && tob_enabled && credentials_configured() &&
+			tob_http_in_flight() == 0)
 		{
 			int			n = tob_recover_sending(found);
 
@@ -260,7 +294,7 @@ maintenance(TimestampTz now)
 						(errmsg("twilio_outbox worker queued %d messages again that were being sent when the previous worker stopped", n)));
 			recovered = true;
 		}
-		if (ready_to_send())
+		if (tob_enabled && credentials_configured())
 			expired = tob_expire_due(found);
 	}
 	tob_xact_end();
@@ -327,6 +361,32 @@ messages_url(void)
 }
 
 /*
+ * The Messages list query that finds a message this row may already have
+ * created: same To, same From when the pool has one, sent since the day of
+ * the earlier attempt.
+ */
+static char *
+lookup_url(const char *messages, const TobClaimedRow *row, const char *sender)
+{
+	StringInfoData q;
+	struct pg_tm tm;
+	fsec_t		fsec;
+	char		day[16];
+
+	initStringInfo(&q);
+	tob_form_add(&q, "To", row->to_number);
+	if (strncmp(sender, "MG", 2) != 0)
+		tob_form_add(&q, "From", sender);
+	if (timestamp2tm(row->last_claimed_at, NULL, &tm, &fsec, NULL, NULL) == 0)
+	{
+		snprintf(day, sizeof(day), "%04d-%02d-%02d", tm.tm_year, tm.tm_mon, tm.tm_mday);
+		tob_form_add(&q, "DateSent>", day);
+	}
+	tob_form_add(&q, "PageSize", "50");
+	return psprintf("%s?%s", messages, q.data);
+}
+
+/*
  * Claim what the pools may send now and start the requests.  Returns true
  * when some pool still had due rows it could send right away (so the
  * caller should come back without sleeping).
@@ -350,6 +410,16 @@ claim_and_send(bool woken, bool periodic, TimestampTz now)
 
 	if (free_slots <= 0)
 		return false;
+
+	/* while the credentials are refused, one probe per backoff step */
+	if (auth_failed)
+	{
+		if (now < auth_probe_at)
+			return false;
+		free_slots = 1;
+		auth_probe_at = now + auth_backoff_us;
+		auth_probe_id = -1;		/* set below to the row that goes */
+	}
 
 	/* a commit may have added rows to any pool */
 	if (woken)
@@ -443,7 +513,22 @@ claim_and_send(bool woken, bool periodic, TimestampTz now)
 			entry = hash_search(in_flight, &row->id, HASH_ENTER, &found);
 			entry->pool = s;
 			entry->attempt = row->attempt;
-			tob_http_post(row->id, url, user, password, form.data);
+			if (auth_failed)
+				auth_probe_id = row->id;
+			entry->lookup = row->unconfirmed && row->last_claimed_at != 0;
+			entry->form = NULL;
+			entry->body = NULL;
+			if (entry->lookup)
+			{
+				/* an earlier attempt may have reached Twilio: ask first */
+				entry->form = MemoryContextStrdup(TopMemoryContext, form.data);
+				entry->body = row->body ? MemoryContextStrdup(TopMemoryContext, row->body) : NULL;
+				entry->since = row->last_claimed_at;
+				tob_http_start(row->id, lookup_url(url, row, pool_local[s].sender),
+							   user, password, NULL);
+			}
+			else
+				tob_http_start(row->id, url, user, password, form.data);
 		}
 	}
 	return more;
@@ -469,71 +554,287 @@ keep(const char *s)
 	return (s && s[0]) ? MemoryContextStrdup(TopMemoryContext, s) : NULL;
 }
 
-/* Turn finished requests into pending records; count them in shared memory. */
+static void
+forget_in_flight(InFlight *entry)
+{
+	if (entry->form)
+		pfree(entry->form);
+	if (entry->body)
+		pfree(entry->body);
+	hash_search(in_flight, &entry->id, HASH_REMOVE, NULL);
+}
+
+/* Record an outcome of a POST and count it in shared memory. */
+static void
+apply_outcome(InFlight *entry, const TobOutcome *outcome, TimestampTz at, long http_status)
+{
+	TobRecord	rec = {0};
+	TobPoolSlot *slot;
+	PoolLocal  *local = &pool_local[entry->pool];
+	TimestampTz now = GetCurrentTimestamp();
+
+	rec.id = entry->id;
+	rec.status = outcome->kind == TOB_OUTCOME_SENT ? "sent" :
+		outcome->kind == TOB_OUTCOME_RETRY ? "retrying" :
+		outcome->kind == TOB_OUTCOME_AUTH ? "queued" : "failed";
+	rec.unconfirmed = outcome->unconfirmed;
+	rec.sid = keep(outcome->sid);
+	rec.delivery_status = keep(outcome->delivery_status);
+	rec.http_status = outcome->http_status;
+	rec.error_code = outcome->error_code;
+	rec.error = keep(outcome->error);
+	rec.at = at;
+	rec.next_attempt_at = outcome->next_attempt_at;
+	add_pending(&rec);
+	if (outcome->kind == TOB_OUTCOME_RETRY &&
+		(next_due_at == 0 || outcome->next_attempt_at < next_due_at))
+		next_due_at = outcome->next_attempt_at;
+
+	if (outcome->kind == TOB_OUTCOME_AUTH)
+	{
+		if (!auth_failed)
+			ereport(WARNING,
+					(errmsg("twilio_outbox: Twilio refused the credentials (HTTP %ld, code %d); sending is stopped",
+							http_status, outcome->error_code),
+					 errhint("Check twilio_outbox.account_sid and the auth token or API key, then reload; the worker also tries again by itself.")));
+		/* the first refusal, or a failed probe, sets the next probe's time */
+		if (!auth_failed || entry->id == auth_probe_id)
+		{
+			auth_backoff_us = !auth_failed ? AUTH_BACKOFF_MIN_US :
+				Min(AUTH_BACKOFF_MAX_US, auth_backoff_us * 2);
+			auth_probe_at = now + auth_backoff_us;
+		}
+		auth_failed = true;
+	}
+	else if (auth_failed && outcome->kind == TOB_OUTCOME_SENT)
+	{
+		ereport(LOG, (errmsg("twilio_outbox: Twilio accepts the credentials again; sending resumes")));
+		auth_failed = false;
+		auth_backoff_us = 0;
+	}
+
+	LWLockAcquire(tob_shared->lock, LW_EXCLUSIVE);
+	slot = &tob_shared->pools[entry->pool];
+	if (outcome->kind == TOB_OUTCOME_SENT)
+	{
+		tob_shared->totals.sent++;
+		slot->sent++;
+		local->edge_errors = 0;
+	}
+	else if (outcome->kind == TOB_OUTCOME_RETRY)
+		tob_shared->totals.retried++;
+	else if (outcome->kind == TOB_OUTCOME_FAILED)
+		tob_shared->totals.failed++;
+	if (outcome->throttled)
+	{
+		/* a 429 is about the sender: the whole pool waits, then goes slower */
+		slot->paused_until = Max(slot->paused_until, outcome->next_attempt_at);
+		slot->effective_mps = Max(slot->mps / 64, slot->effective_mps / 2);
+		local->last_429 = now;
+	}
+	if (outcome->edge_error && ++local->edge_errors >= EDGE_ERRORS_BEFORE_PAUSE)
+	{
+		/* a degraded edge is not hit with every queued message of the pool */
+		int64		pause = Min(EDGE_PAUSE_MAX_US,
+								(int64) 500000 << Min(local->edge_errors - EDGE_ERRORS_BEFORE_PAUSE, 6));
+
+		slot->paused_until = Max(slot->paused_until, now + pause);
+	}
+	local->backlog = true;
+	LWLockRelease(tob_shared->lock);
+}
+
+static void
+count_request(long status)
+{
+	LWLockAcquire(tob_shared->lock, LW_EXCLUSIVE);
+	tob_shared->totals.requests++;
+	if (status == 0)
+		tob_shared->totals.transport_errors++;
+	else if (status == 429)
+		tob_shared->totals.http_429++;
+	else if (status >= 500)
+		tob_shared->totals.http_5xx++;
+	LWLockRelease(tob_shared->lock);
+}
+
+/* The sids of listed messages this row may have created, newest first. */
+static Lookup
+match_lookup(InFlight *entry, const TobHttpResult *result)
+{
+	Lookup		l = {entry, 0, NULL, true};
+	TobListedMessage *listed;
+	int			n;
+	int			i;
+
+	if (result->status != 200)
+		return l;
+	n = tob_parse_message_list(result->body, result->body_len, &listed);
+	if (n < 0)
+		return l;
+	l.failed = false;
+	l.cand = palloc(sizeof(char *) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		time_t		created = curl_getdate(listed[i].date_created, NULL);
+
+		/* Twilio's dates have whole seconds: allow for the rounding */
+		if (!tob_is_message_sid(listed[i].sid) || created < 0 ||
+			time_t_to_timestamptz(created) < entry->since - USECS_PER_SEC)
+			continue;
+		if ((entry->body == NULL) != (listed[i].body == NULL) ||
+			(entry->body != NULL && strcmp(entry->body, listed[i].body) != 0))
+			continue;
+		l.cand[l.ncand++] = listed[i].sid;
+	}
+	return l;
+}
+
+static pg_noinline int
+nsids_total(const Lookup *lookups, int n)
+{
+	int			total = 0;
+	int			i;
+
+	for (i = 0; i < n; i++)
+		total += lookups[i].ncand;
+	return total;
+}
+
+/*
+ * Settle finished lookups: a match whose sid no other row has makes the row
+ * sent; otherwise the message is sent again (after a failed lookup that is a
+ * blind resend, counted as such).
+ */
+static void
+settle_lookups(Lookup *lookups, int n, TimestampTz now)
+{
+	char	  **sids;
+	bool	   *in_use;
+	int			nsids = 0;
+	int			i;
+	int			j;
+	const char *user = tob_api_key_sid[0] ? tob_api_key_sid : tob_account_sid;
+	const char *password = tob_api_key_sid[0] ? tob_api_key_secret : tob_auth_token;
+	char	   *url = messages_url();
+
+	nsids = nsids_total(lookups, n);
+	sids = palloc(sizeof(char *) * Max(nsids, 1));
+	in_use = palloc0(sizeof(bool) * Max(nsids, 1));
+	nsids = 0;
+	for (i = 0; i < n; i++)
+		for (j = 0; j < lookups[i].ncand; j++)
+			sids[nsids++] = lookups[i].cand[j];
+	if (nsids > 0)
+	{
+		MemoryContext cxt = CurrentMemoryContext;
+
+		PG_TRY();
+		{
+			tob_xact_begin("twilio_outbox: reconciling with Twilio");
+			tob_sids_in_use(schema, sids, nsids, in_use);
+			tob_xact_end();
+		}
+		PG_CATCH();
+		{
+			/* without the check no match can be trusted: send them again */
+			MemoryContextSwitchTo(cxt);
+			EmitErrorReport();
+			FlushErrorState();
+			tob_xact_abort();
+			for (i = 0; i < n; i++)
+			{
+				lookups[i].ncand = 0;
+				lookups[i].failed = true;
+			}
+		}
+		PG_END_TRY();
+	}
+
+	nsids = 0;
+	for (i = 0; i < n; i++)
+	{
+		InFlight   *entry = lookups[i].entry;
+		const char *match = NULL;
+		int			first = nsids;
+
+		for (j = 0; j < lookups[i].ncand && match == NULL; j++)
+			if (!in_use[first + j])
+				match = sids[first + j];
+		nsids += lookups[i].ncand;
+		/* one sid settles one row, also within this batch */
+		if (match)
+			for (j = 0; j < nsids_total(lookups, n); j++)
+				if (strcmp(sids[j], match) == 0)
+					in_use[j] = true;
+
+		LWLockAcquire(tob_shared->lock, LW_EXCLUSIVE);
+		if (match)
+			tob_shared->totals.reconciled++;
+		else if (lookups[i].failed)
+			tob_shared->totals.resent_blind++;
+		LWLockRelease(tob_shared->lock);
+
+		if (match)
+		{
+			TobOutcome	outcome = {0};
+
+			outcome.kind = TOB_OUTCOME_SENT;
+			outcome.http_status = 200;
+			strlcpy(outcome.sid, match, sizeof(outcome.sid));
+			apply_outcome(entry, &outcome, now, 200);
+			LWLockAcquire(tob_shared->lock, LW_EXCLUSIVE);
+			tob_shared->pools[entry->pool].in_flight--;
+			LWLockRelease(tob_shared->lock);
+			forget_in_flight(entry);
+		}
+		else
+		{
+			/* nothing at Twilio: this attempt goes out as a POST after all */
+			entry->lookup = false;
+			tob_http_start(entry->id, url, user, password, entry->form);
+			pfree(entry->form);
+			entry->form = NULL;
+		}
+	}
+}
+
+/* Turn finished requests into pending records and settle lookups. */
 static void
 collect_results(TimestampTz now)
 {
 	TobHttpResult result;
+	Lookup	   *lookups = NULL;
+	int			nlookups = 0;
 
 	while (tob_http_next_result(&result))
 	{
 		InFlight   *entry = hash_search(in_flight, &result.id, HASH_FIND, NULL);
 		TobTwilioResponse answer;
 		TobOutcome	outcome;
-		TobRecord	rec = {0};
-		TobPoolSlot *slot;
 
 		if (entry == NULL)
 			continue;			/* cannot happen: every request is entered */
+		count_request(result.status);
+
+		if (entry->lookup)
+		{
+			if (lookups == NULL)
+				lookups = palloc(sizeof(Lookup) * Max(tob_http_in_flight() + 1, 64));
+			lookups[nlookups++] = match_lookup(entry, &result);
+			continue;
+		}
+
 		tob_parse_response(result.body, result.body_len, &answer);
 		tob_decide(&result, &answer, entry->attempt, result.finished_at, &outcome);
-
-		rec.id = result.id;
-		rec.status = outcome.kind == TOB_OUTCOME_SENT ? "sent" :
-			outcome.kind == TOB_OUTCOME_RETRY ? "retrying" : "failed";
-		rec.sid = keep(outcome.sid);
-		rec.delivery_status = keep(outcome.delivery_status);
-		rec.http_status = outcome.http_status;
-		rec.error_code = outcome.error_code;
-		rec.error = keep(outcome.error);
-		rec.at = result.finished_at;
-		rec.next_attempt_at = outcome.next_attempt_at;
-		add_pending(&rec);
-		if (outcome.kind == TOB_OUTCOME_RETRY &&
-			(next_due_at == 0 || outcome.next_attempt_at < next_due_at))
-			next_due_at = outcome.next_attempt_at;
-
+		apply_outcome(entry, &outcome, result.finished_at, result.status);
 		LWLockAcquire(tob_shared->lock, LW_EXCLUSIVE);
-		slot = &tob_shared->pools[entry->pool];
-		slot->in_flight--;
-		tob_shared->totals.requests++;
-		if (result.status == 0)
-			tob_shared->totals.transport_errors++;
-		else if (result.status == 429)
-			tob_shared->totals.http_429++;
-		else if (result.status >= 500)
-			tob_shared->totals.http_5xx++;
-		if (outcome.kind == TOB_OUTCOME_SENT)
-		{
-			tob_shared->totals.sent++;
-			slot->sent++;
-		}
-		else if (outcome.kind == TOB_OUTCOME_RETRY)
-			tob_shared->totals.retried++;
-		else
-			tob_shared->totals.failed++;
-		if (outcome.throttled)
-		{
-			/* a 429 is about the sender: the whole pool waits and slows down */
-			slot->paused_until = Max(slot->paused_until, outcome.next_attempt_at);
-			slot->effective_mps = Max(slot->mps / 64, slot->effective_mps / 2);
-			pool_local[entry->pool].last_429 = now;
-		}
-		pool_local[entry->pool].backlog = true;
+		tob_shared->pools[entry->pool].in_flight--;
 		LWLockRelease(tob_shared->lock);
-
-		hash_search(in_flight, &result.id, HASH_REMOVE, NULL);
+		forget_in_flight(entry);
 	}
+	if (nlookups > 0)
+		settle_lookups(lookups, nlookups, now);
 }
 
 /* Write pending records in one statement; keep them if that fails. */
@@ -560,6 +861,20 @@ record_pending(void)
 }
 
 /*---- the loop ----*/
+
+/* Is some pool held back by a 429 or by repeated edge errors? */
+static bool
+any_pool_held(TimestampTz now)
+{
+	bool		held = false;
+	int			s;
+
+	LWLockAcquire(tob_shared->lock, LW_SHARED);
+	for (s = 0; s < tob_shared->npools && !held; s++)
+		held = tob_shared->pools[s].name[0] != '\0' && tob_shared->pools[s].paused_until > now;
+	LWLockRelease(tob_shared->lock);
+	return held;
+}
 
 /* Milliseconds until a backlogged pool's bucket lets a segment go. */
 static long
@@ -628,7 +943,9 @@ run_turn(MemoryContext turn_cxt)
 				next_due_at = 0;
 			more = claim_and_send(woken, periodic || retry_due, now);
 			tob_http_perform();
-			enter_state(tob_http_in_flight() > 0 ? TOB_STATE_SENDING : TOB_STATE_IDLE);
+			enter_state(auth_failed ? TOB_STATE_AUTH_FAILED :
+						any_pool_held(now) ? TOB_STATE_THROTTLED :
+						tob_http_in_flight() > 0 ? TOB_STATE_SENDING : TOB_STATE_IDLE);
 		}
 	}
 	PG_CATCH();
@@ -732,6 +1049,7 @@ twilio_outbox_worker_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 			tob_http_configure();
 			next_maintenance = 0;
+			auth_probe_at = 0;	/* new credentials are tried at once */
 		}
 
 		old = MemoryContextSwitchTo(turn_cxt);
@@ -747,6 +1065,8 @@ twilio_outbox_worker_main(Datum main_arg)
 		if (ready_to_send())
 		{
 			sleep_ms = pacing_sleep_ms(now, sleep_ms);
+			if (auth_failed)
+				sleep_ms = Min(sleep_ms, Max(0, (long) ((auth_probe_at - now + 999) / 1000)));
 			if (next_due_at != 0)
 				sleep_ms = Min(sleep_ms, Max(0, (long) ((next_due_at - now + 999) / 1000)));
 		}
