@@ -25,9 +25,9 @@ CREATE EXTENSION twilio_outbox;
 INSERT INTO twilio_pools (name, sender, mps, burst) VALUES
 	('alerts', '+15005550006', 10, 5),
 	('marketing', 'MGaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 1, 1);
-SELECT count(twilio_enqueue(format('+1415555%04s', i), format('Alert %s: your order shipped', i), 'alerts'))
+SELECT count(twilio_enqueue('+1415555' || lpad(i::text, 4, '0'), format('Alert %s: your order shipped', i), 'alerts'))
   FROM generate_series(1, 90) i;
-SELECT count(twilio_enqueue(format('+1415556%04s', i), format('Sale %s: 20%% off today 🎉', i), 'marketing'))
+SELECT count(twilio_enqueue('+1415556' || lpad(i::text, 4, '0'), format('Sale %s: 20%% off today 🎉', i), 'marketing'))
   FROM generate_series(1, 10) i;
 SQL
 

@@ -77,10 +77,11 @@ start_cluster() {
 		echo "twilio_outbox.database = '$db'"
 		printf '%s\n' "$@"
 	} >> "$dir/data/postgresql.conf"
+	# the database exists before the server starts, so the worker finds it at once
+	echo "CREATE DATABASE $db" | as_postgres "$PGBIN/postgres" --single -D "$dir/data" postgres >/dev/null
 	as_postgres "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
 	TOB_CLUSTERS+=("$dir/data")
 	export PGHOST=$dir PGPORT=$port PGUSER=postgres PGDATABASE=$db
-	as_postgres "$PGBIN/createdb" -h "$dir" -p "$port" "$db"
 }
 
 stop_cluster() {
