@@ -59,6 +59,7 @@ CREATE TABLE twilio_pools (
 	mps				numeric NOT NULL,
 	burst			integer NOT NULL DEFAULT 1,
 	paused			boolean NOT NULL DEFAULT false,
+	paused_until	timestamptz,
 	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	CONSTRAINT twilio_pools_name_check CHECK (pg_catalog.length(name) BETWEEN 1 AND 63),
 	CONSTRAINT twilio_pools_sender_check CHECK (_twilio_sender_form(sender) IS NOT NULL),
@@ -70,6 +71,7 @@ COMMENT ON COLUMN twilio_pools.sender IS '+E164 number, short code, alphanumeric
 COMMENT ON COLUMN twilio_pools.mps IS 'message segments per second this pool may send (0 < mps <= 10000)';
 COMMENT ON COLUMN twilio_pools.burst IS 'segments that may go back to back after idling';
 COMMENT ON COLUMN twilio_pools.paused IS 'a paused pool sends nothing; its rows stay queued';
+COMMENT ON COLUMN twilio_pools.paused_until IS 'a timed pause (twilio_pool_pause) ends by itself at this time';
 
 -- API: private
 -- The CHECK constraints above are the backstop; this gives each mistake a
@@ -159,8 +161,25 @@ CREATE INDEX twilio_outbox_expiry_idx ON twilio_outbox (expires_at)
 	WHERE status IN ('queued', 'retrying') AND expires_at IS NOT NULL;
 -- Reconciliation (a sid already on a row never matches another) and status callbacks.
 CREATE INDEX twilio_outbox_sid_idx ON twilio_outbox (twilio_sid) WHERE twilio_sid IS NOT NULL;
--- Per-pool counts for the views, and the foreign key's lookups.
-CREATE INDEX twilio_outbox_pool_status_idx ON twilio_outbox (pool, status);
+-- Per-pool counts and recent finishes for the views, and the foreign key's lookups.
+CREATE INDEX twilio_outbox_pool_status_idx ON twilio_outbox (pool, status, finished_at);
+-- Retention: the oldest finished rows, deleted by the worker in small batches.
+CREATE INDEX twilio_outbox_finished_idx ON twilio_outbox (finished_at)
+	WHERE status IN ('sent', 'failed', 'expired', 'canceled');
+
+-- API: private
+-- Every failed attempt of the last hour (and a little more), for
+-- twilio_error_stats: a row's own columns keep only its latest error.
+CREATE TABLE _twilio_attempt_errors (
+	at				timestamptz NOT NULL,
+	pool			text NOT NULL,
+	message_id		bigint NOT NULL,
+	http_status		integer,
+	error_code		integer,
+	outcome			text NOT NULL,
+	error			text
+);
+CREATE INDEX _twilio_attempt_errors_at_idx ON _twilio_attempt_errors (at);
 
 -- API: private
 -- A pool that messages still reference cannot be deleted; say so plainly.
@@ -230,6 +249,7 @@ BEGIN
 	-- An expiry that has already passed would expire the row again at once.
 	UPDATE @extschema@.twilio_outbox o
 	   SET status = 'queued', attempts = 0, next_attempt_at = now(), finished_at = NULL,
+	       unconfirmed = false,
 	       expires_at = CASE WHEN o.expires_at <= now() THEN NULL ELSE o.expires_at END
 	 WHERE o.id = twilio_retry.id AND o.status IN ('failed', 'expired', 'canceled');
 	IF FOUND THEN
@@ -239,6 +259,84 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION twilio_retry(bigint) IS 'Queue a failed, expired or canceled message again with attempts reset to 0; true when it was queued';
+
+-- API: private
+-- The name of an existing pool, or an error naming the argument.
+CREATE FUNCTION _twilio_check_pool(pool text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF pool IS NULL THEN
+		RAISE EXCEPTION 'pool must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+			      HINT = 'Name a row of twilio_pools.';
+	END IF;
+	IF NOT EXISTS (SELECT FROM @extschema@.twilio_pools p WHERE p.name = pool) THEN
+		RAISE EXCEPTION 'pool "%" does not exist', pool
+			USING ERRCODE = 'undefined_object',
+			      HINT = 'SELECT name FROM twilio_pools lists the pools.';
+	END IF;
+END
+$$;
+
+CREATE FUNCTION twilio_pool_pause(pool text, until timestamptz DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM @extschema@._twilio_check_pool(pool);
+	IF until IS NOT NULL AND until <= now() THEN
+		RAISE EXCEPTION 'until must be in the future'
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'Give a time such as now() + interval ''30 minutes'', or leave it out to pause until twilio_pool_resume.';
+	END IF;
+	UPDATE @extschema@.twilio_pools p SET paused = true, paused_until = until
+	 WHERE p.name = twilio_pool_pause.pool;
+END
+$$;
+COMMENT ON FUNCTION twilio_pool_pause(text, timestamptz) IS 'Stop a pool sending, until twilio_pool_resume or the given time';
+
+CREATE FUNCTION twilio_pool_resume(pool text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM @extschema@._twilio_check_pool(pool);
+	UPDATE @extschema@.twilio_pools p SET paused = false, paused_until = NULL
+	 WHERE p.name = twilio_pool_resume.pool;
+	PERFORM @extschema@._twilio_wake_at_commit();
+END
+$$;
+COMMENT ON FUNCTION twilio_pool_resume(text) IS 'Let a paused pool send again';
+
+CREATE FUNCTION twilio_retry_failed(pool text DEFAULT NULL, since timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint;
+BEGIN
+	IF pool IS NOT NULL THEN
+		PERFORM @extschema@._twilio_check_pool(pool);
+	END IF;
+	UPDATE @extschema@.twilio_outbox o
+	   SET status = 'queued', attempts = 0, next_attempt_at = now(), finished_at = NULL,
+	       unconfirmed = false,
+	       expires_at = CASE WHEN o.expires_at <= now() THEN NULL ELSE o.expires_at END
+	 WHERE o.status = 'failed'
+	   AND (twilio_retry_failed.pool IS NULL OR o.pool = twilio_retry_failed.pool)
+	   AND (twilio_retry_failed.since IS NULL OR o.finished_at >= twilio_retry_failed.since);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	IF n > 0 THEN
+		PERFORM @extschema@._twilio_wake_at_commit();
+	END IF;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION twilio_retry_failed(text, timestamptz) IS
+	'Queue failed messages again (of one pool, failed at or after since); returns how many';
 
 -- API: private
 -- Wake the worker when the calling transaction commits.
@@ -326,18 +424,21 @@ COMMENT ON VIEW twilio_worker_status IS 'Live state of the twilio_outbox worker,
 CREATE VIEW twilio_queue_stats AS
 	SELECT p.name AS pool,
 	       p.mps,
-	       p.paused,
+	       p.paused AND (p.paused_until IS NULL OR p.paused_until > pg_catalog.now()) AS paused,
 	       COALESCE(a.queued, 0) AS queued,
 	       COALESCE(a.retrying, 0) AS retrying,
 	       COALESCE(a.sending, 0) AS sending,
-	       (SELECT pg_catalog.count(*) FROM @extschema@.twilio_outbox o
-	         WHERE o.pool = p.name AND o.status = 'sent'
-	           AND o.sent_at > pg_catalog.now() - interval '1 minute') AS sent_last_minute,
-	       (SELECT pg_catalog.count(*) FROM @extschema@.twilio_outbox o
-	         WHERE o.pool = p.name AND o.status = 'failed'
-	           AND o.finished_at > pg_catalog.now() - interval '1 hour') AS failed_last_hour,
-	       pg_catalog.now() - a.oldest_due AS oldest_queued_age,
-	       pg_catalog.make_interval(secs => COALESCE(a.pending_segments, 0) / p.mps) AS est_drain_time
+	       f.sent_last_minute,
+	       f.failed_last_hour,
+	       pg_catalog.now() OPERATOR(pg_catalog.-) a.oldest_due AS oldest_queued_age,
+	       pg_catalog.make_interval(secs => COALESCE(a.pending_segments, 0)
+	           OPERATOR(pg_catalog./) COALESCE(w.effective_mps::numeric, p.mps)) AS est_drain_time,
+	       f.sent_last_hour,
+	       COALESCE(r.by_reason, '{}') AS retrying_by_reason,
+	       pg_catalog.round(f.segments_last_minute::numeric / 60, 3) AS observed_mps,
+	       w.effective_mps,
+	       p.paused_until,
+	       w.paused_until AS throttled_until
 	  FROM @extschema@.twilio_pools p
 	  LEFT JOIN LATERAL (
 	        SELECT pg_catalog.count(*) FILTER (WHERE o.status = 'queued') AS queued,
@@ -347,22 +448,56 @@ CREATE VIEW twilio_queue_stats AS
 	                   AND o.next_attempt_at <= pg_catalog.now()) AS oldest_due,
 	               pg_catalog.sum(o.num_segments) AS pending_segments
 	          FROM @extschema@.twilio_outbox o
-	         WHERE o.pool = p.name AND o.status IN ('queued', 'retrying', 'sending')) a ON true;
+	         WHERE o.pool = p.name AND o.status IN ('queued', 'retrying', 'sending')) a ON true
+	  LEFT JOIN LATERAL (
+	        SELECT pg_catalog.count(*) FILTER (WHERE o.status = 'sent'
+	                   AND o.finished_at > pg_catalog.now() - interval '1 minute') AS sent_last_minute,
+	               pg_catalog.count(*) FILTER (WHERE o.status = 'sent') AS sent_last_hour,
+	               pg_catalog.count(*) FILTER (WHERE o.status = 'failed') AS failed_last_hour,
+	               COALESCE(pg_catalog.sum(o.num_segments) FILTER (WHERE o.status = 'sent'
+	                   AND o.finished_at > pg_catalog.now() - interval '1 minute'), 0) AS segments_last_minute
+	          FROM @extschema@.twilio_outbox o
+	         WHERE o.pool = p.name AND o.status IN ('sent', 'failed')
+	           AND o.finished_at > pg_catalog.now() - interval '1 hour') f ON true
+	  LEFT JOIN LATERAL (
+	        SELECT pg_catalog.jsonb_object_agg(x.reason, x.n) AS by_reason
+	          FROM (SELECT CASE WHEN o.last_http_status IS NULL THEN 'transport'
+	                            ELSE o.last_http_status::text END AS reason,
+	                       pg_catalog.count(*) AS n
+	                  FROM @extschema@.twilio_outbox o
+	                 WHERE o.pool = p.name AND o.status = 'retrying'
+	                 GROUP BY 1) x) r ON true
+	  LEFT JOIN @extschema@._twilio_pool_status() w ON w.pool = p.name;
 COMMENT ON VIEW twilio_queue_stats IS 'One row per pool: queue depth, recent throughput and failures, estimated drain time';
+
+CREATE VIEW twilio_error_stats AS
+	SELECT e.pool, e.http_status, e.error_code,
+	       pg_catalog.count(*) AS count,
+	       pg_catalog.max(e.at) AS last_seen,
+	       (pg_catalog.array_agg(e.message_id ORDER BY e.at DESC))[1] AS example_id,
+	       pg_catalog.count(*) FILTER (WHERE e.outcome = 'failed') AS failed,
+	       pg_catalog.count(*) FILTER (WHERE e.outcome <> 'failed') AS retried,
+	       (pg_catalog.array_agg(e.error ORDER BY e.at DESC))[1] AS last_error
+	  FROM @extschema@._twilio_attempt_errors e
+	 WHERE e.at > pg_catalog.now() - interval '1 hour'
+	 GROUP BY e.pool, e.http_status, e.error_code;
+COMMENT ON VIEW twilio_error_stats IS 'Failed attempts of the last hour by pool, HTTP status and Twilio error code';
 
 ------------------------------------------------------------------------
 -- Privileges: PUBLIC gets nothing
 ------------------------------------------------------------------------
 
-REVOKE ALL ON TABLE twilio_pools, twilio_outbox FROM PUBLIC;
+REVOKE ALL ON TABLE twilio_pools, twilio_outbox, _twilio_attempt_errors FROM PUBLIC;
 REVOKE ALL ON FUNCTION
 	_twilio_sender_form(text), _twilio_pools_validate(), _twilio_pools_guard_delete(),
 	twilio_enqueue(text, text, text, text[], timestamptz, interval, integer, text, text, jsonb),
 	twilio_cancel(bigint), twilio_retry(bigint), _twilio_wake_at_commit(), _twilio_session_xact_callbacks(),
 	twilio_enqueue_trigger(), _twilio_check_trigger(oid, regprocedure), _twilio_on_create_trigger(),
-	_twilio_worker_status(), _twilio_pool_status()
+	_twilio_worker_status(), _twilio_pool_status(), _twilio_check_pool(text),
+	twilio_pool_pause(text, timestamptz), twilio_pool_resume(text),
+	twilio_retry_failed(text, timestamptz)
 	FROM PUBLIC;
-REVOKE ALL ON twilio_pool_status, twilio_worker_status, twilio_queue_stats FROM PUBLIC;
+REVOKE ALL ON twilio_pool_status, twilio_worker_status, twilio_queue_stats, twilio_error_stats FROM PUBLIC;
 
 GRANT EXECUTE ON FUNCTION
 	twilio_enqueue(text, text, text, text[], timestamptz, interval, integer, text, text, jsonb),
@@ -370,12 +505,13 @@ GRANT EXECUTE ON FUNCTION
 	TO twilio_outbox_writer;
 GRANT SELECT ON twilio_pools, twilio_outbox TO twilio_outbox_writer;
 
-GRANT EXECUTE ON FUNCTION twilio_retry(bigint) TO twilio_outbox_admin;
+GRANT EXECUTE ON FUNCTION twilio_retry(bigint), twilio_retry_failed(text, timestamptz),
+	twilio_pool_pause(text, timestamptz), twilio_pool_resume(text) TO twilio_outbox_admin;
 -- the pools' CHECK constraint and validation trigger run as the user writing the row
 GRANT EXECUTE ON FUNCTION _twilio_sender_form(text) TO twilio_outbox_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON twilio_pools TO twilio_outbox_admin;
 
 GRANT EXECUTE ON FUNCTION _twilio_worker_status(), _twilio_pool_status()
 	TO pg_monitor, twilio_outbox_admin;
-GRANT SELECT ON twilio_pool_status, twilio_worker_status, twilio_queue_stats
+GRANT SELECT ON twilio_pool_status, twilio_worker_status, twilio_queue_stats, twilio_error_stats
 	TO pg_monitor, twilio_outbox_admin;

@@ -16,12 +16,18 @@ SELECT 'fast', '+14155550100', 'x', 2, s, now() - interval '10 seconds',
 INSERT INTO twilio_outbox (pool, to_number, body, num_segments, status, sent_at, finished_at)
 VALUES ('fast', '+14155550100', 'x', 1, 'sent', now() - interval '2 minutes', now() - interval '2 minutes'),
        ('fast', '+14155550100', 'x', 1, 'failed', NULL, now() - interval '2 hours');
+-- a retry after a 429 and one after a 503
+INSERT INTO twilio_outbox (pool, to_number, body, num_segments, status, last_http_status)
+VALUES ('empty', '+14155550100', 'x', 1, 'retrying', 429),
+       ('empty', '+14155550100', 'x', 1, 'retrying', 503),
+       ('empty', '+14155550100', 'x', 1, 'retrying', 503);
 -- a scheduled row is queued but not yet waiting
 INSERT INTO twilio_outbox (pool, to_number, body, num_segments, status, next_attempt_at)
 VALUES ('slow', '+14155550100', 'x', 3, 'queued', now() + interval '1 day');
 
 SELECT pool, mps, paused, queued, retrying, sending, sent_last_minute, failed_last_hour,
-       date_trunc('second', oldest_queued_age) AS oldest_queued_age, est_drain_time
+       date_trunc('second', oldest_queued_age) AS oldest_queued_age, est_drain_time,
+       sent_last_hour, retrying_by_reason, observed_mps, paused_until
   FROM twilio_queue_stats ORDER BY pool;
 
 SELECT attname, format_type(atttypid, atttypmod)

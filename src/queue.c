@@ -146,7 +146,8 @@ tob_extension_schema(void)
 int
 tob_load_pools(const char *schema, TobPoolConfig **pools)
 {
-	char	   *sql = psprintf("SELECT name, sender, mps::float8, burst, paused "
+	char	   *sql = psprintf("SELECT name, sender, mps::float8, burst,"
+							   " paused AND (paused_until IS NULL OR paused_until > now()) "
 							   "FROM %s.twilio_pools ORDER BY name", schema);
 	int			i;
 	bool		isnull;
@@ -179,7 +180,10 @@ tob_claim_candidates(const char *schema, const char *pool, int limit, TobClaimed
 		" o.unconfirmed, o.claimed_at "
 		"FROM %s.twilio_outbox o "
 		"WHERE o.pool = $1 AND o.status IN ('queued', 'retrying') AND o.next_attempt_at <= now()"
-		" AND (o.expires_at IS NULL OR o.expires_at > now()) "
+		" AND (o.expires_at IS NULL OR o.expires_at > now())"
+		/* a pause takes effect at once, not at the next reload of the pools */
+		" AND NOT EXISTS (SELECT FROM %s.twilio_pools p WHERE p.name = $1 AND p.paused"
+		"                 AND (p.paused_until IS NULL OR p.paused_until > now())) "
 		"ORDER BY o.priority DESC, o.next_attempt_at "
 		"LIMIT $2 FOR UPDATE SKIP LOCKED";
 	Oid			argtypes[2] = {TEXTOID, INT4OID};
@@ -189,7 +193,7 @@ tob_claim_candidates(const char *schema, const char *pool, int limit, TobClaimed
 
 	values[0] = CStringGetTextDatum(pool);
 	values[1] = Int32GetDatum(limit);
-	check_spi(SPI_execute_with_args(psprintf(fmt, schema), 2, argtypes, values, NULL, false, 0),
+	check_spi(SPI_execute_with_args(psprintf(fmt, schema, schema), 2, argtypes, values, NULL, false, 0),
 			  SPI_OK_SELECT, "claiming due messages");
 
 	*rows = MemoryContextAllocZero(caller_cxt, sizeof(TobClaimedRow) * Max(SPI_processed, 1));
@@ -252,7 +256,9 @@ make_array(Datum *values, bool *isnull, int n, Oid type)
 void
 tob_record(const char *schema, const TobRecord *records, int n)
 {
+	/* one statement: the outcomes, and the failed attempts for twilio_error_stats */
 	static const char *fmt =
+		"WITH u AS ("
 		"UPDATE %s.twilio_outbox o SET "
 		" status = r.status,"
 		" unconfirmed = r.unconfirmed,"
@@ -267,7 +273,11 @@ tob_record(const char *schema, const TobRecord *records, int n)
 		" next_attempt_at = CASE WHEN r.status IN ('retrying', 'queued') THEN r.next_at ELSE o.next_attempt_at END "
 		"FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 		" AS r(id, status, sid, delivery_status, http_status, error_code, error, at, next_at, unconfirmed) "
-		"WHERE o.id = r.id AND o.status = 'sending'";
+		"WHERE o.id = r.id AND o.status = 'sending' "
+		"RETURNING o.id, o.pool, r.status, r.http_status, r.error_code, r.error, r.at) "
+		"INSERT INTO %s._twilio_attempt_errors (at, pool, message_id, http_status, error_code, outcome, error) "
+		"SELECT u.at, u.pool, u.id, u.http_status, u.error_code, u.status, u.error FROM u "
+		"WHERE u.status <> 'sent'";
 #define NCOLS 10
 	Oid			types[NCOLS] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 		INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID,
@@ -309,8 +319,8 @@ tob_record(const char *schema, const TobRecord *records, int n)
 	for (c = 0; c < NCOLS; c++)
 		args[c] = make_array(cols[c], nulls[c], n, elemtypes[c]);
 
-	check_spi(SPI_execute_with_args(psprintf(fmt, schema), NCOLS, types, args, NULL, false, 0),
-			  SPI_OK_UPDATE, "recording results");
+	check_spi(SPI_execute_with_args(psprintf(fmt, schema, schema), NCOLS, types, args, NULL, false, 0),
+			  SPI_OK_INSERT, "recording results");
 #undef NCOLS
 }
 
@@ -364,4 +374,37 @@ tob_recover_sending(const char *schema)
 								   "WHERE status = 'sending'", schema), false, 0),
 			  SPI_OK_UPDATE, "recovering messages left in sending");
 	return (int) SPI_processed;
+}
+
+int
+tob_housekeeping(const char *schema, int retention_s)
+{
+	int			deleted = 0;
+
+	/* timed pauses that are over */
+	check_spi(SPI_execute(psprintf("UPDATE %s.twilio_pools SET paused = false, paused_until = NULL "
+								   "WHERE paused AND paused_until <= now()", schema), false, 0),
+			  SPI_OK_UPDATE, "ending timed pauses");
+
+	/* the error log only serves the last hour */
+	check_spi(SPI_execute(psprintf("DELETE FROM %s._twilio_attempt_errors WHERE ctid = ANY (ARRAY("
+								   "SELECT ctid FROM %s._twilio_attempt_errors "
+								   "WHERE at < now() - interval '2 hours' LIMIT 10000))", schema, schema),
+						  false, 0),
+			  SPI_OK_DELETE, "trimming the error log");
+
+	/* finished rows past retention, a small batch at a time */
+	if (retention_s > 0)
+	{
+		check_spi(SPI_execute(psprintf("DELETE FROM %s.twilio_outbox WHERE id IN ("
+									   "SELECT id FROM %s.twilio_outbox "
+									   "WHERE status IN ('sent', 'failed', 'expired', 'canceled')"
+									   " AND finished_at < now() - make_interval(secs => %d) "
+									   "ORDER BY finished_at LIMIT %d)",
+									   schema, schema, retention_s, TOB_RETENTION_BATCH),
+							  false, 0),
+				  SPI_OK_DELETE, "deleting finished rows past retention");
+		deleted = (int) SPI_processed;
+	}
+	return deleted;
 }

@@ -99,4 +99,13 @@ extern int	tob_expire_due(const char *schema);
  */
 extern int	tob_recover_sending(const char *schema);
 
+#define TOB_RETENTION_BATCH 1000
+
+/*
+ * Once a second: end timed pool pauses that are over, trim the error log,
+ * and delete at most TOB_RETENTION_BATCH finished rows older than
+ * retention_s (0: keep them).  Returns how many rows were deleted.
+ */
+extern int	tob_housekeeping(const char *schema, int retention_s);
+
 #endif							/* TOB_QUEUE_H */

@@ -146,15 +146,36 @@ enter_state(TobWorkerState state)
 	LWLockRelease(tob_shared->lock);
 	if (old == state)
 		return;
-	if (state == TOB_STATE_WAITING_FOR_EXTENSION)
-		ereport(LOG,
-				(errmsg("twilio_outbox worker is waiting for CREATE EXTENSION twilio_outbox in database \"%s\"",
-						tob_database)));
-	else if (state == TOB_STATE_UNCONFIGURED)
-		ereport(LOG,
-				(errmsg("twilio_outbox worker is not sending: twilio_outbox.account_sid and credentials are not set")));
-	else if (old == TOB_STATE_WAITING_FOR_EXTENSION || old == TOB_STATE_UNCONFIGURED)
-		ereport(LOG, (errmsg("twilio_outbox worker is ready to send")));
+
+	/* one line per change an operator cares about; idle and sending are routine */
+	switch (state)
+	{
+		case TOB_STATE_WAITING_FOR_EXTENSION:
+			ereport(LOG,
+					(errmsg("twilio_outbox worker is waiting for CREATE EXTENSION twilio_outbox in database \"%s\"",
+							tob_database)));
+			break;
+		case TOB_STATE_UNCONFIGURED:
+			ereport(LOG,
+					(errmsg("twilio_outbox worker is not sending: twilio_outbox.account_sid and credentials are not set")));
+			break;
+		case TOB_STATE_DISABLED:
+			ereport(LOG, (errmsg("twilio_outbox worker is not sending: twilio_outbox.enabled is off")));
+			break;
+		case TOB_STATE_THROTTLED:
+			ereport(LOG,
+					(errmsg("twilio_outbox worker is throttled: a pool is paused after 429 or repeated 5xx answers"),
+					 errhint("twilio_queue_stats shows throttled_until and effective_mps per pool.")));
+			break;
+		case TOB_STATE_IDLE:
+		case TOB_STATE_SENDING:
+			if (old != TOB_STATE_IDLE && old != TOB_STATE_SENDING && old != TOB_STATE_STARTING)
+				ereport(LOG, (errmsg("twilio_outbox worker is sending again (was %s)",
+									 tob_worker_state_name(old))));
+			break;
+		default:
+			break;				/* auth_failed: apply_outcome warns with the details */
+	}
 }
 
 static bool
@@ -296,6 +317,7 @@ maintenance(TimestampTz now)
 		}
 		if (tob_enabled && credentials_configured())
 			expired = tob_expire_due(found);
+		(void) tob_housekeeping(found, tob_retention_s);
 	}
 	tob_xact_end();
 	MemoryContextSwitchTo(cxt);
