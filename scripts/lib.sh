@@ -78,7 +78,7 @@ start_cluster() {
 		printf '%s\n' "$@"
 	} >> "$dir/data/postgresql.conf"
 	# the database exists before the server starts, so the worker finds it at once
-	echo "CREATE DATABASE $db" | as_postgres "$PGBIN/postgres" --single -D "$dir/data" postgres >/dev/null
+	echo "CREATE DATABASE $db" | as_postgres "$PGBIN/postgres" --single -D "$dir/data" postgres >/dev/null 2>&1
 	as_postgres "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
 	TOB_CLUSTERS+=("$dir/data")
 	export PGHOST=$dir PGPORT=$port PGUSER=postgres PGDATABASE=$db

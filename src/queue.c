@@ -177,10 +177,10 @@ tob_claim_candidates(const char *schema, const char *pool, int limit, TobClaimed
 		" ARRAY(SELECT p.value FROM jsonb_each_text(o.params) p),"
 		" CASE WHEN o.expires_at IS NOT NULL AND NOT o.params ? 'ValidityPeriod'"
 		"      THEN ceil(date_part('epoch', o.expires_at - now()))::int4 END,"
-		" o.unconfirmed, o.claimed_at "
+		" o.unconfirmed, o.claimed_at, o.expires_at <= now() "
 		"FROM %s.twilio_outbox o "
 		"WHERE o.pool = $1 AND o.status IN ('queued', 'retrying') AND o.next_attempt_at <= now()"
-		" AND (o.expires_at IS NULL OR o.expires_at > now())"
+		" AND (o.expires_at IS NULL OR o.expires_at > now() OR o.unconfirmed)"
 		/* a pause takes effect at once, not at the next reload of the pools */
 		" AND NOT EXISTS (SELECT FROM %s.twilio_pools p WHERE p.name = $1 AND p.paused"
 		"                 AND (p.paused_until IS NULL OR p.paused_until > now())) "
@@ -216,6 +216,8 @@ tob_claim_candidates(const char *schema, const char *pool, int limit, TobClaimed
 		r->unconfirmed = DatumGetBool(result_datum(i, 11, &isnull));
 		d = result_datum(i, 12, &isnull);
 		r->last_claimed_at = isnull ? 0 : DatumGetTimestampTz(d);
+		d = result_datum(i, 13, &isnull);
+		r->expired = !isnull && DatumGetBool(d);
 	}
 	return (int) SPI_processed;
 }
@@ -269,7 +271,7 @@ tob_record(const char *schema, const TobRecord *records, int n)
 		" last_error_code = r.error_code,"
 		" last_error = r.error,"
 		" sent_at = CASE WHEN r.status = 'sent' THEN r.at ELSE o.sent_at END,"
-		" finished_at = CASE WHEN r.status IN ('sent', 'failed') THEN r.at END,"
+		" finished_at = CASE WHEN r.status IN ('sent', 'failed', 'expired') THEN r.at END,"
 		" next_attempt_at = CASE WHEN r.status IN ('retrying', 'queued') THEN r.next_at ELSE o.next_attempt_at END "
 		"FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 		" AS r(id, status, sid, delivery_status, http_status, error_code, error, at, next_at, unconfirmed) "
@@ -277,7 +279,7 @@ tob_record(const char *schema, const TobRecord *records, int n)
 		"RETURNING o.id, o.pool, r.status, r.http_status, r.error_code, r.error, r.at) "
 		"INSERT INTO %s._twilio_attempt_errors (at, pool, message_id, http_status, error_code, outcome, error) "
 		"SELECT u.at, u.pool, u.id, u.http_status, u.error_code, u.status, u.error FROM u "
-		"WHERE u.status <> 'sent'";
+		"WHERE u.status NOT IN ('sent', 'expired')";
 #define NCOLS 10
 	Oid			types[NCOLS] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 		INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID,
@@ -359,7 +361,9 @@ tob_expire_due(const char *schema)
 	check_spi(SPI_execute(psprintf("UPDATE %s.twilio_outbox "
 								   "SET status = 'expired', finished_at = now(),"
 								   " last_error = 'expired before it could be sent' "
-								   "WHERE status IN ('queued', 'retrying') AND expires_at <= now()",
+								   "WHERE status IN ('queued', 'retrying') AND expires_at <= now()"
+								   /* an unconfirmed row may be sent already: it is looked up first */
+								   " AND NOT unconfirmed",
 								   schema), false, 0),
 			  SPI_OK_UPDATE, "expiring messages");
 	return (int) SPI_processed;

@@ -41,13 +41,14 @@ typedef struct TobClaimedRow
 	int			validity_s;		/* ValidityPeriod to send, 0 for none */
 	bool		unconfirmed;	/* an earlier attempt may have reached Twilio */
 	TimestampTz last_claimed_at;	/* when that attempt was claimed */
+	bool		expired;		/* past expires_at: only looked up, never sent */
 } TobClaimedRow;
 
 /* An outcome to write back. */
 typedef struct TobRecord
 {
 	int64		id;
-	const char *status;			/* sent, retrying, failed or queued (attempt given back) */
+	const char *status;			/* sent, retrying, failed, expired, or queued (attempt given back) */
 	bool		unconfirmed;	/* the attempt may have reached Twilio */
 	char	   *sid;
 	char	   *delivery_status;

@@ -11,9 +11,9 @@
  *	 400 21611 (queue full)		retrying with backoff
  *	 refused, DNS, TLS			retrying with backoff (nothing reached Twilio)
  *	 500, other 5xx, 2xx		retrying, unconfirmed: looked up at Twilio before
- *	 without a sid, timeout or	it is sent again (Twilio may have it)
- *	 connection lost after
- *	 the request went out
+ *	 without a sid, timeout or	it is sent again (Twilio may have it); after a
+ *	 connection lost after		timeout or lost connection not before another
+ *	 the request went out		request_timeout_ms has passed
  *	 401, 403					queued again without spending the attempt; the
  *								worker stops sending and probes (auth_failed)
  *	 other 4xx					failed at once, Twilio's code and message kept
@@ -128,5 +128,12 @@ tob_decide(const TobHttpResult *result, const TobTwilioResponse *answer,
 	delay_us = tob_backoff_us(attempt);
 	if (result->retry_after_s >= 0)
 		delay_us = Max(delay_us, (int64) result->retry_after_s * 1000000);
+
+	/*
+	 * A request that outlived our timeout may still be at work at Twilio;
+	 * give it as long again before looking it up, or the lookup misses it.
+	 */
+	if (status == 0 && result->maybe_sent)
+		delay_us = Max(delay_us, (int64) tob_request_timeout_ms * 1000);
 	out->next_attempt_at = now + delay_us;
 }

@@ -66,6 +66,7 @@ typedef struct InFlight
 	int			pool;			/* slot in tob_shared->pools */
 	int			attempt;
 	bool		lookup;			/* a GET of Messages.json, not the POST */
+	bool		expired;		/* if the lookup finds nothing, expire; do not send */
 	/* for a lookup: what is needed to match it, and to send if nothing matches */
 	char	   *form;			/* TopMemoryContext */
 	char	   *body;			/* TopMemoryContext, NULL when none */
@@ -538,6 +539,7 @@ claim_and_send(bool woken, bool periodic, TimestampTz now)
 			if (auth_failed)
 				auth_probe_id = row->id;
 			entry->lookup = row->unconfirmed && row->last_claimed_at != 0;
+			entry->expired = row->expired;
 			entry->form = NULL;
 			entry->body = NULL;
 			if (entry->lookup)
@@ -793,7 +795,7 @@ settle_lookups(Lookup *lookups, int n, TimestampTz now)
 		LWLockAcquire(tob_shared->lock, LW_EXCLUSIVE);
 		if (match)
 			tob_shared->totals.reconciled++;
-		else if (lookups[i].failed)
+		else if (lookups[i].failed && !entry->expired)
 			tob_shared->totals.resent_blind++;
 		LWLockRelease(tob_shared->lock);
 
@@ -806,6 +808,22 @@ settle_lookups(Lookup *lookups, int n, TimestampTz now)
 			strlcpy(outcome.sid, match, sizeof(outcome.sid));
 			apply_outcome(entry, &outcome, now, 200);
 			LWLockAcquire(tob_shared->lock, LW_EXCLUSIVE);
+			tob_shared->pools[entry->pool].in_flight--;
+			LWLockRelease(tob_shared->lock);
+			forget_in_flight(entry);
+		}
+		else if (entry->expired)
+		{
+			/* not found at Twilio (or not knowable), and too late to send */
+			TobRecord	rec = {0};
+
+			rec.id = entry->id;
+			rec.status = "expired";
+			rec.error = keep("expired before it could be sent");
+			rec.at = now;
+			add_pending(&rec);
+			LWLockAcquire(tob_shared->lock, LW_EXCLUSIVE);
+			tob_shared->totals.expired++;
 			tob_shared->pools[entry->pool].in_flight--;
 			LWLockRelease(tob_shared->lock);
 			forget_in_flight(entry);
