@@ -177,4 +177,16 @@ def monitoring():
     t.ok(all(form(r).get("To") for r in double.requests()), "every request had a To")
 
 
+@t.case("the postgres_exporter queries in docs/ run for pg_monitor")
+def exporter_queries():
+    import re
+    text = (Path(__file__).resolve().parents[2] / "docs" / "postgres_exporter_queries.yaml").read_text()
+    queries = re.findall(r"query: \|\n((?:    .*\n)+)", text)
+    t.eq(len(queries), 3, "three query blocks (queue, worker, errors)")
+    for q in queries:
+        name = q.split("FROM")[-1].split()[0]
+        rows = pg.sql("SET ROLE e2e_monitor; " + q)
+        t.ok(len(rows) >= 1, f"the {name} query returns rows", repr(rows))
+
+
 t.done()
