@@ -7,7 +7,7 @@ OBJS       = src/twilio_outbox.o src/settings.o src/shmem.o src/worker.o src/que
 DATA       = $(wildcard $(EXTENSION)--*.sql)
 PGFILEDESC = "twilio_outbox - transactional outbox delivering messages via Twilio"
 
-REGRESS      = install pools enqueue errors segments trigger transitions views controls
+REGRESS      = install pools enqueue errors segments trigger transitions views controls security
 REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=./tmp_check
 ISOLATION      = dedup_race
 ISOLATION_OPTS = --temp-config=test/isolation.conf --temp-instance=./tmp_check

@@ -36,7 +36,7 @@ install_deps() {
 	apt-get install -y -qq --no-install-recommends \
 		build-essential pkg-config ca-certificates \
 		"postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" "postgresql-$PG_MAJOR-pgtap" \
-		libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev python3 curl >/dev/null
+		libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev python3 curl openssl procps >/dev/null
 }
 
 # Build with the project's warnings as errors and install into the server.

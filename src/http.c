@@ -292,6 +292,8 @@ tob_http_start(int64 id, const char *url, const char *user, const char *password
 		CHECK_EASY(curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L));
 		CHECK_EASY(curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L));
 		CHECK_EASY(curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L));
+		if (tob_ca_file[0] != '\0')
+			CHECK_EASY(curl_easy_setopt(easy, CURLOPT_CAINFO, tob_ca_file));
 		CHECK_EASY(curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) tob_request_timeout_ms));
 		CHECK_EASY(curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(tob_request_timeout_ms, 5000)));
 		CHECK_EASY(curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC));

@@ -4,8 +4,14 @@
  *		Defines the twilio_outbox.* configuration parameters.
  *
  * Secrets (auth_token, api_key_secret) are GUC_SUPERUSER_ONLY and
- * GUC_NO_SHOW_ALL so that other roles cannot read them through SHOW,
- * current_setting() or pg_settings; nothing in the extension logs them.
+ * GUC_NO_SHOW_ALL, and a show hook masks them: members of
+ * pg_read_all_settings (pg_monitor among them) may read superuser-only
+ * settings, so SHOW and current_setting() give "********" to everyone.
+ * PostgreSQL itself logs 'parameter "x" changed to "value"' on a reload;
+ * an emit_log_hook cuts the value off for the secrets, and hides the
+ * statement text of errors in statements that name them.  Operators who
+ * keep the secrets out of postgresql.conf altogether use the *_file
+ * settings, read by the worker at start and on every reload.
  *
  * Copyright (c) 2026, twilio_outbox developers
  *
@@ -18,6 +24,9 @@
 
 #include <limits.h>
 
+#include "storage/fd.h"
+#include "tcop/tcopprot.h"
+#include "utils/elog.h"
 #include "utils/guc.h"
 
 #include "settings.h"
@@ -37,6 +46,16 @@ int			tob_max_attempts = 10;
 int			tob_backoff_base_ms = 1000;
 int			tob_backoff_max_ms = 600000;
 int			tob_retention_s = 7 * 24 * 3600;
+char	   *tob_auth_token_file = NULL;
+char	   *tob_api_key_secret_file = NULL;
+char	   *tob_ca_file = NULL;
+
+#define SECRET_MAX 1024
+#define SECRET_MASK "********"
+
+static char auth_token_from_file[SECRET_MAX];
+static char api_key_secret_from_file[SECRET_MAX];
+static emit_log_hook_type prev_emit_log_hook = NULL;
 
 #define SECRET_FLAGS (GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE)
 
@@ -65,6 +84,18 @@ check_api_base_url(char **newval, void **extra, GucSource source)
 		return true;
 	GUC_check_errdetail("The API base URL must start with https://; http:// is accepted only for localhost, 127.0.0.1 and [::1].");
 	return false;
+}
+
+static const char *
+show_auth_token(void)
+{
+	return tob_auth_token[0] ? SECRET_MASK : "";
+}
+
+static const char *
+show_api_key_secret(void)
+{
+	return tob_api_key_secret[0] ? SECRET_MASK : "";
 }
 
 /*
@@ -97,6 +128,13 @@ tob_define_settings(bool preloading)
 							   gettext_noop("Sets the Twilio Auth Token (secret)."),
 							   NULL, &tob_auth_token, "",
 							   PGC_SIGHUP, SECRET_FLAGS,
+							   NULL, NULL, show_auth_token);
+
+	DefineCustomStringVariable("twilio_outbox.auth_token_file",
+							   gettext_noop("Sets a file the Auth Token is read from, instead of auth_token."),
+							   gettext_noop("Read by the worker at start and on every reload; it must be readable by the server's OS user."),
+							   &tob_auth_token_file, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
 
 	DefineCustomStringVariable("twilio_outbox.api_key_sid",
@@ -109,6 +147,19 @@ tob_define_settings(bool preloading)
 							   gettext_noop("Sets the Twilio API Key secret (secret)."),
 							   NULL, &tob_api_key_secret, "",
 							   PGC_SIGHUP, SECRET_FLAGS,
+							   NULL, NULL, show_api_key_secret);
+
+	DefineCustomStringVariable("twilio_outbox.api_key_secret_file",
+							   gettext_noop("Sets a file the API Key secret is read from, instead of api_key_secret."),
+							   NULL, &tob_api_key_secret_file, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("twilio_outbox.ca_file",
+							   gettext_noop("Sets a file of CA certificates to verify Twilio's TLS certificate with."),
+							   gettext_noop("Empty: the system's certificate store."),
+							   &tob_ca_file, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
 
 	DefineCustomStringVariable("twilio_outbox.api_base_url",
@@ -149,4 +200,97 @@ tob_define_settings(bool preloading)
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("twilio_outbox");
+}
+
+/*
+ * Read a secret file into buf: the first line, without trailing white
+ * space.  On failure warn (naming the file, never its content) and leave
+ * buf empty, so the worker reports itself unconfigured.
+ */
+static void
+read_secret_file(const char *guc, const char *path, char *buf)
+{
+	FILE	   *f;
+	size_t		len;
+
+	buf[0] = '\0';
+	if (path == NULL || path[0] == '\0')
+		return;
+	f = AllocateFile(path, "r");
+	if (f == NULL)
+	{
+		ereport(WARNING,
+				(errcode_for_file_access(),
+				 errmsg("could not open file \"%s\" named by %s: %m", path, guc)));
+		return;
+	}
+	if (fgets(buf, SECRET_MAX, f) == NULL)
+		buf[0] = '\0';
+	FreeFile(f);
+	len = strcspn(buf, "\r\n");
+	while (len > 0 && (buf[len - 1] == ' ' || buf[len - 1] == '\t'))
+		len--;
+	buf[len] = '\0';
+	if (len == 0)
+		ereport(WARNING,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("file \"%s\" named by %s is empty", path, guc)));
+}
+
+void
+tob_load_secrets(void)
+{
+	read_secret_file("twilio_outbox.auth_token_file", tob_auth_token_file, auth_token_from_file);
+	read_secret_file("twilio_outbox.api_key_secret_file", tob_api_key_secret_file,
+					 api_key_secret_from_file);
+}
+
+const char *
+tob_auth_token_value(void)
+{
+	return tob_auth_token_file[0] ? auth_token_from_file : tob_auth_token;
+}
+
+const char *
+tob_api_key_secret_value(void)
+{
+	return tob_api_key_secret_file[0] ? api_key_secret_from_file : tob_api_key_secret;
+}
+
+static bool
+names_a_secret(const char *text)
+{
+	return strstr(text, "twilio_outbox.auth_token") != NULL ||
+		strstr(text, "twilio_outbox.api_key_secret") != NULL;
+}
+
+/*
+ * Cut the value off PostgreSQL's 'parameter "..." changed to "..."' for the
+ * secrets, and hide the text of a statement that names them when it fails.
+ */
+static void
+tob_emit_log_hook(ErrorData *edata)
+{
+	static const char prefix[] = "parameter \"twilio_outbox.";
+
+	if (edata->message != NULL &&
+		strncmp(edata->message, prefix, sizeof(prefix) - 1) == 0 &&
+		names_a_secret(edata->message))
+	{
+		char	   *cut = strstr(edata->message, "\" changed to \"");
+
+		if (cut != NULL)
+			strcpy(cut, "\" changed");
+	}
+	if (debug_query_string != NULL && names_a_secret(debug_query_string))
+		edata->hide_stmt = true;
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
+
+void
+tob_install_log_filter(void)
+{
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = tob_emit_log_hook;
 }

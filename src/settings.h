@@ -25,7 +25,22 @@ extern int	tob_max_attempts;
 extern int	tob_backoff_base_ms;
 extern int	tob_backoff_max_ms;
 extern int	tob_retention_s;
+extern char *tob_auth_token_file;
+extern char *tob_api_key_secret_file;
+extern char *tob_ca_file;
 
 extern void tob_define_settings(bool preloading);
+
+/*
+ * The secrets in force: read from the *_file settings when those are set,
+ * else the plain settings.  tob_load_secrets() (re)reads the files; the
+ * worker calls it at start and after every reload.
+ */
+extern void tob_load_secrets(void);
+extern const char *tob_auth_token_value(void);
+extern const char *tob_api_key_secret_value(void);
+
+/* Keep the secrets' values out of the server log (an emit_log_hook). */
+extern void tob_install_log_filter(void);
 
 #endif							/* TOB_SETTINGS_H */

@@ -34,6 +34,7 @@ _PG_init(void)
 		return;
 
 	tob_define_settings(process_shared_preload_libraries_in_progress);
+	tob_install_log_filter();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

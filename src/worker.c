@@ -185,8 +185,8 @@ credentials_configured(void)
 	if (tob_account_sid[0] == '\0')
 		return false;
 	if (tob_api_key_sid[0] != '\0')
-		return tob_api_key_secret[0] != '\0';
-	return tob_auth_token[0] != '\0';
+		return tob_api_key_secret_value()[0] != '\0';
+	return tob_auth_token_value()[0] != '\0';
 }
 
 static bool
@@ -519,7 +519,7 @@ claim_and_send(bool woken, bool periodic, TimestampTz now)
 	/* committed: now the requests may go */
 	url = messages_url();
 	user = tob_api_key_sid[0] ? tob_api_key_sid : tob_account_sid;
-	password = tob_api_key_sid[0] ? tob_api_key_secret : tob_auth_token;
+	password = tob_api_key_sid[0] ? tob_api_key_secret_value() : tob_auth_token_value();
 	initStringInfo(&form);
 	for (i = 0; i < ncand; i++)
 	{
@@ -739,7 +739,7 @@ settle_lookups(Lookup *lookups, int n, TimestampTz now)
 	int			i;
 	int			j;
 	const char *user = tob_api_key_sid[0] ? tob_api_key_sid : tob_account_sid;
-	const char *password = tob_api_key_sid[0] ? tob_api_key_secret : tob_auth_token;
+	const char *password = tob_api_key_sid[0] ? tob_api_key_secret_value() : tob_auth_token_value();
 	char	   *url = messages_url();
 
 	nsids = nsids_total(lookups, n);
@@ -1064,6 +1064,7 @@ twilio_outbox_worker_main(Datum main_arg)
 	/* only pg_catalog objects resolve unqualified in the worker's statements */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	tob_wait_event = TOB_WAIT_EVENT("TwilioOutboxMain");
+	tob_load_secrets();
 	tob_http_init();
 
 	memset(&ctl, 0, sizeof(ctl));
@@ -1087,6 +1088,7 @@ twilio_outbox_worker_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			tob_load_secrets();
 			tob_http_configure();
 			next_maintenance = 0;
 			auth_probe_at = 0;	/* new credentials are tried at once */
