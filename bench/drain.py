@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Enqueue N messages in one committed transaction into a pool and time the
+worker's drain: commit to the last row sent (max sent_at).  Used by
+bench/drain and bench/slow_api.  Prints figures; writes them as JSON too.
+
+    drain.py --messages N --mps MPS --burst B [--timeout S] [--json FILE] [--perf FILE]
+"""
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import Pg, drain, ensure_pool, worker_pid  # noqa: E402
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--messages", type=int, required=True)
+parser.add_argument("--mps", type=float, default=10000)
+parser.add_argument("--burst", type=int, default=100)
+parser.add_argument("--pool", default="drain")
+parser.add_argument("--sender", default="+15005550006")
+parser.add_argument("--timeout", type=float, default=120)
+parser.add_argument("--json")
+parser.add_argument("--perf", help="record the worker with perf record -g into this file meanwhile")
+args = parser.parse_args()
+
+pg = Pg()
+ensure_pool(pg, args.pool, args.sender, args.mps, args.burst)
+pid = worker_pid(pg)
+perf = None
+if args.perf:
+    perf = subprocess.Popen(["perf", "record", "-q", "-g", "-F", "999", "-p", str(pid),
+                             "-o", args.perf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+r = drain(pg, args.messages, args.pool, timeout=args.timeout)
+if perf:
+    perf.send_signal(signal.SIGINT)
+    perf.wait(timeout=30)
+r["worker_pid"] = pid
+r["worker"] = dict(zip(("requests", "sent", "retried", "failed", "http_429", "http_5xx",
+                        "transport_errors", "commit_wakeups"),
+                       pg.query("SELECT requests, sent, retried, failed, http_429, http_5xx, "
+                                "transport_errors, commit_wakeups FROM twilio_worker_status")[0]))
+if args.json:
+    Path(args.json).write_text(json.dumps(r))
+
+print(f"{args.messages} messages, one transaction, pool mps {args.mps:g} burst {args.burst}:")
+if r["rate"] is None:
+    print(f"  nothing was sent within {args.timeout:g} s; statuses {r['statuses']}")
+    sys.exit(0)
+print(f"  commit -> first sent  {1000 * (r['first_sent'] - r['commit']):8.1f} ms")
+print(f"  commit -> last sent   {r['elapsed']:8.3f} s   "
+      f"{r['rate']:8.0f} msgs/s" + ("" if r["done"] else
+                                    f"   (NOT all sent within {args.timeout:g} s)"))
+print(f"  worker CPU            {r['cpu']:8.2f} s   ({100 * r['cpu'] / r['elapsed']:.0f}% of one core; "
+      f"{1e6 * r['cpu'] / max(1, int(r['statuses'].get('sent', 0))):.0f} us per message)")
+print(f"  whole machine         {100 * r['machine_busy']:8.0f}% busy of {r['ncpu']} CPUs meanwhile "
+      f"(worker, nginx or the double, PostgreSQL, this poller)")
+print(f"  rows by status        {r['statuses']}")
+print(f"  worker totals so far  {r['worker']}")
