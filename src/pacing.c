@@ -17,10 +17,11 @@
  * The worker wakes on millisecond timers and is sometimes a little late.
  * With a plain bucket, time spent late with a full bucket is lost for good
  * (at 50 mps and burst 1, one late millisecond per message is 5% of the
- * rate).  So max(tat, now) is taken as max(tat, now - credit): up to
- * TOB_PACING_LATE_CREDIT_US of lateness is made up.  That can add at most
- * rate * credit segments to a window (0.5 at 50 mps), and no more than that
- * after a pause: a pause never ends in a burst.
+ * rate).  So when the worker comes at most TOB_PACING_LATE_CREDIT_US after
+ * tat, the next slot still starts at tat: the lateness is made up.  That can
+ * add at most rate * credit segments to a window (0.5 at 50 mps).  After a
+ * longer idle spell, or a pause, the slot starts at now: idling earns
+ * nothing beyond the bucket, and a pause never ends in a burst.
  *
  * Copyright (c) 2026, twilio_outbox developers
  *
@@ -42,10 +43,15 @@ segment_us(const TobPoolSlot *pool)
 	return 1000000.0 / pool->effective_mps;
 }
 
+/*
+ * Where the next message's time slot starts: at tat when the worker is at
+ * most TOB_PACING_LATE_CREDIT_US late for it (so lateness is made up), at
+ * now when the pool has been idle longer (so idling earns nothing).
+ */
 static double
 start_of(const TobPoolSlot *pool, TimestampTz now)
 {
-	return (double) Max(pool->tat, now - TOB_PACING_LATE_CREDIT_US);
+	return pool->tat >= now - TOB_PACING_LATE_CREDIT_US ? (double) pool->tat : (double) now;
 }
 
 bool

@@ -271,7 +271,7 @@ tob_record(const char *schema, const TobRecord *records, int n)
 		" last_error_code = r.error_code,"
 		" last_error = r.error,"
 		" sent_at = CASE WHEN r.status = 'sent' THEN r.at ELSE o.sent_at END,"
-		" finished_at = CASE WHEN r.status IN ('sent', 'failed', 'expired') THEN r.at END,"
+		" finished_at = CASE WHEN r.status IN ('sent', 'failed') THEN r.at END,"
 		" next_attempt_at = CASE WHEN r.status IN ('retrying', 'queued') THEN r.next_at ELSE o.next_attempt_at END "
 		"FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 		" AS r(id, status, sid, delivery_status, http_status, error_code, error, at, next_at, unconfirmed) "
@@ -279,7 +279,7 @@ tob_record(const char *schema, const TobRecord *records, int n)
 		"RETURNING o.id, o.pool, r.status, r.http_status, r.error_code, r.error, r.at) "
 		"INSERT INTO %s._twilio_attempt_errors (at, pool, message_id, http_status, error_code, outcome, error) "
 		"SELECT u.at, u.pool, u.id, u.http_status, u.error_code, u.status, u.error FROM u "
-		"WHERE u.status NOT IN ('sent', 'expired')";
+		"WHERE u.status <> 'sent' AND u.error IS DISTINCT FROM '" TOB_EXPIRED_ERROR "'";
 #define NCOLS 10
 	Oid			types[NCOLS] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 		INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID,
@@ -360,7 +360,7 @@ tob_expire_due(const char *schema)
 {
 	check_spi(SPI_execute(psprintf("UPDATE %s.twilio_outbox "
 								   "SET status = 'expired', finished_at = now(),"
-								   " last_error = 'expired before it could be sent' "
+								   " last_error = '" TOB_EXPIRED_ERROR "' "
 								   "WHERE status IN ('queued', 'retrying') AND expires_at <= now()"
 								   /* an unconfirmed row may be sent already: it is looked up first */
 								   " AND NOT unconfirmed",

@@ -44,11 +44,14 @@ typedef struct TobClaimedRow
 	bool		expired;		/* past expires_at: only looked up, never sent */
 } TobClaimedRow;
 
+/* last_error of a row that expired before it could be sent */
+#define TOB_EXPIRED_ERROR "expired before it could be sent"
+
 /* An outcome to write back. */
 typedef struct TobRecord
 {
 	int64		id;
-	const char *status;			/* sent, retrying, failed, expired, or queued (attempt given back) */
+	const char *status;			/* sent, retrying, failed, or queued (attempt given back) */
 	bool		unconfirmed;	/* the attempt may have reached Twilio */
 	char	   *sid;
 	char	   *delivery_status;

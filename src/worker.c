@@ -89,6 +89,7 @@ typedef struct PoolLocal
 	bool		backlog;		/* due rows were left behind last time */
 	TimestampTz last_429;
 	int			edge_errors;	/* 502/503/504 in a row */
+	int			edge_pauses;	/* pauses they caused since the last success */
 } PoolLocal;
 
 static uint32 tob_wait_event = 0;
@@ -644,6 +645,7 @@ apply_outcome(InFlight *entry, const TobOutcome *outcome, TimestampTz at, long h
 		tob_shared->totals.sent++;
 		slot->sent++;
 		local->edge_errors = 0;
+		local->edge_pauses = 0;
 	}
 	else if (outcome->kind == TOB_OUTCOME_RETRY)
 		tob_shared->totals.retried++;
@@ -651,18 +653,27 @@ apply_outcome(InFlight *entry, const TobOutcome *outcome, TimestampTz at, long h
 		tob_shared->totals.failed++;
 	if (outcome->throttled)
 	{
-		/* a 429 is about the sender: the whole pool waits, then goes slower */
+		/*
+		 * A 429 is about the sender: the whole pool waits, then goes slower.
+		 * The answers to requests that were already in flight belong to the
+		 * same event: they may extend the pause but halve the rate only once.
+		 */
+		if (slot->paused_until <= now)
+			slot->effective_mps = Max(slot->mps / 64, slot->effective_mps / 2);
 		slot->paused_until = Max(slot->paused_until, outcome->next_attempt_at);
-		slot->effective_mps = Max(slot->mps / 64, slot->effective_mps / 2);
 		local->last_429 = now;
 	}
-	if (outcome->edge_error && ++local->edge_errors >= EDGE_ERRORS_BEFORE_PAUSE)
+	if (outcome->edge_error && ++local->edge_errors >= EDGE_ERRORS_BEFORE_PAUSE &&
+		slot->paused_until <= now)
 	{
-		/* a degraded edge is not hit with every queued message of the pool */
+		/*
+		 * A degraded edge is not hit with every queued message of the pool.
+		 * Only an error after the last pause ended makes the next one longer.
+		 */
 		int64		pause = Min(EDGE_PAUSE_MAX_US,
-								(int64) 500000 << Min(local->edge_errors - EDGE_ERRORS_BEFORE_PAUSE, 6));
+								(int64) 500000 << Min(local->edge_pauses++, 6));
 
-		slot->paused_until = Max(slot->paused_until, now + pause);
+		slot->paused_until = now + pause;
 	}
 	local->backlog = true;
 	LWLockRelease(tob_shared->lock);
@@ -814,16 +825,19 @@ settle_lookups(Lookup *lookups, int n, TimestampTz now)
 		}
 		else if (entry->expired)
 		{
-			/* not found at Twilio (or not knowable), and too late to send */
+			/*
+			 * Not found at Twilio (or not knowable), and too late to send:
+			 * back to retrying, now confirmed, where the expiry takes it.
+			 */
 			TobRecord	rec = {0};
 
 			rec.id = entry->id;
-			rec.status = "expired";
-			rec.error = keep("expired before it could be sent");
+			rec.status = "retrying";
+			rec.error = keep(TOB_EXPIRED_ERROR);
 			rec.at = now;
+			rec.next_attempt_at = now;
 			add_pending(&rec);
 			LWLockAcquire(tob_shared->lock, LW_EXCLUSIVE);
-			tob_shared->totals.expired++;
 			tob_shared->pools[entry->pool].in_flight--;
 			LWLockRelease(tob_shared->lock);
 			forget_in_flight(entry);
