@@ -37,6 +37,8 @@ int			tob_max_attempts = 10;
 int			tob_backoff_base_ms = 1000;
 int			tob_backoff_max_ms = 600000;
 int			tob_retention_s = 7 * 24 * 3600;
+char	   *tob_webhook_listen = NULL;
+char	   *tob_webhook_public_url = NULL;
 
 #define SECRET_FLAGS (GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE)
 
@@ -67,6 +69,65 @@ check_api_base_url(char **newval, void **extra, GucSource source)
 	return false;
 }
 
+bool
+tob_parse_listen(const char *listen, char *host, int *port)
+{
+	const char *colon;
+	const char *h = listen;
+	int			hlen;
+	char	   *end;
+	long		p;
+
+	if (listen[0] == '[')
+	{
+		const char *close = strchr(listen, ']');
+
+		if (close == NULL || close[1] != ':')
+			return false;
+		h = listen + 1;
+		hlen = close - h;
+		colon = close + 1;
+	}
+	else
+	{
+		colon = strrchr(listen, ':');
+		if (colon == NULL)
+			return false;
+		hlen = colon - listen;
+	}
+	if (hlen <= 0 || hlen >= 256)
+		return false;
+	p = strtol(colon + 1, &end, 10);
+	if (colon[1] == '\0' || *end != '\0' || p < 1 || p > 65535)
+		return false;
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	*port = (int) p;
+	return true;
+}
+
+static bool
+check_webhook_listen(char **newval, void **extra, GucSource source)
+{
+	char		host[256];
+	int			port;
+
+	if (**newval == '\0' || tob_parse_listen(*newval, host, &port))
+		return true;
+	GUC_check_errdetail("Give host:port, for example 127.0.0.1:8089 or [::1]:8089, or an empty string to turn the listener off.");
+	return false;
+}
+
+static bool
+check_webhook_public_url(char **newval, void **extra, GucSource source)
+{
+	if (**newval == '\0' || strncmp(*newval, "https://", 8) == 0 ||
+		strncmp(*newval, "http://", 7) == 0)
+		return true;
+	GUC_check_errdetail("The public URL is the http:// or https:// URL Twilio is configured with, without the /twilio/... path.");
+	return false;
+}
+
 /*
  * Define every parameter.  PGC_POSTMASTER ones only while preloading: they
  * cannot be defined after the postmaster has started.
@@ -80,6 +141,12 @@ tob_define_settings(bool preloading)
 								   NULL, &tob_database, "postgres",
 								   PGC_POSTMASTER, GUC_SUPERUSER_ONLY,
 								   NULL, NULL, NULL);
+	if (preloading)
+		DefineCustomStringVariable("twilio_outbox.webhook_listen",
+								   gettext_noop("Sets the host:port the webhook listener serves Twilio's callbacks on; empty turns it off."),
+								   NULL, &tob_webhook_listen, "",
+								   PGC_POSTMASTER, GUC_SUPERUSER_ONLY,
+								   check_webhook_listen, NULL, NULL);
 
 	DefineCustomBoolVariable("twilio_outbox.enabled",
 							 gettext_noop("Lets the twilio_outbox worker send messages."),
@@ -147,6 +214,12 @@ tob_define_settings(bool preloading)
 							gettext_noop("0 keeps them forever."),
 							&tob_retention_s, 7 * 24 * 3600, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+
+	DefineCustomStringVariable("twilio_outbox.webhook_public_url",
+							   gettext_noop("Sets the URL Twilio is configured with for webhooks, without the path; signatures are checked against it."),
+							   NULL, &tob_webhook_public_url, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   check_webhook_public_url, NULL, NULL);
 
 	MarkGUCPrefixReserved("twilio_outbox");
 }

@@ -25,7 +25,15 @@ extern int	tob_max_attempts;
 extern int	tob_backoff_base_ms;
 extern int	tob_backoff_max_ms;
 extern int	tob_retention_s;
+extern char *tob_webhook_listen;
+extern char *tob_webhook_public_url;
 
 extern void tob_define_settings(bool preloading);
+
+/*
+ * Split twilio_outbox.webhook_listen ("host:port", "[v6]:port") into host and
+ * port; false when it is not of that form.  host must hold 256 bytes.
+ */
+extern bool tob_parse_listen(const char *listen, char *host, int *port);
 
 #endif							/* TOB_SETTINGS_H */
