@@ -644,7 +644,9 @@ BEGIN
 	        OR i.received_at < now() - interval '10 minutes');
 	GET DIAGNOSTICS n = ROW_COUNT;
 
-	UPDATE @extschema@.twilio_inbox i SET retry_at = now() + interval '1 second'
+	-- tried again after as long as it has waited (at least 1 s, at most 1 min)
+	UPDATE @extschema@.twilio_inbox i
+	   SET retry_at = now() + LEAST(GREATEST(now() - i.received_at, interval '1 second'), interval '1 minute')
 	 WHERE i.id = ANY (ids) AND i.applied_at IS NULL;
 	RETURN n;
 END
