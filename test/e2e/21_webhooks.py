@@ -50,6 +50,16 @@ def post(path, params, signature=None, sign_url=None, token=AUTH_TOKEN, headers=
         conn.close()
 
 
+def raw_post(path, body, signature):
+    conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=10)
+    try:
+        conn.request("POST", path, body=body, headers={
+            "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
 def inbox_count():
     return int(pg.sql_value("SELECT count(*) FROM twilio_inbox"))
 
@@ -107,6 +117,12 @@ def rejected():
     t.eq(post("/twilio/status", params, signature=good)[0], 200, "the unchanged request: 200")
     t.eq(post("/twilio/status", {}, method="GET", signature=False)[0], 405, "GET: 405")
     t.eq(post("/elsewhere", params)[0], 404, "another path: 404")
+    t.eq(post("/twilio/status", params, headers={"Content-Type": "application/json"})[0], 415,
+         "not form-encoded: 415")
+    t.eq(post("/twilio/status", dict(params, Body="x" * 70000))[0], 413, "a 70 kB body: 413")
+    t.eq(raw_post("/twilio/status", "MessageSid=%ZZ&MessageStatus=sent", good), 400,
+         "a malformed %-escape: 400")
+    t.eq(inbox_count(), before + 1, "none of these was stored")
 
 
 def wait_sent(row_id):
