@@ -3,11 +3,12 @@ EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).
 MODULE_big = $(EXTENSION)
 OBJS       = src/twilio_outbox.o src/settings.o src/shmem.o src/worker.o src/queue.o \
              src/enqueue.o src/trigger.o src/validate.o src/segments.o src/status.o \
-             src/form.o src/response.o src/http.o src/pacing.o src/retry.o
+             src/form.o src/response.o src/http.o src/pacing.o src/retry.o \
+             src/signature.o src/inbox.o src/ingest.o src/listener.o
 DATA       = $(wildcard $(EXTENSION)--*.sql)
 PGFILEDESC = "twilio_outbox - transactional outbox delivering messages via Twilio"
 
-REGRESS      = install pools enqueue errors segments trigger transitions views controls security
+REGRESS      = install pools enqueue errors segments trigger transitions views controls security webhooks
 REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=./tmp_check
 ISOLATION      = dedup_race
 ISOLATION_OPTS = --temp-config=test/isolation.conf --temp-instance=./tmp_check
@@ -19,8 +20,10 @@ CURL_LIBS   := $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null || curl-config -
 # CI (scripts/test.sh) builds with WERROR=1.
 PG_CFLAGS   += -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
                -Wno-missing-field-initializers $(if $(WERROR),-Werror)
-PG_CPPFLAGS += $(CURL_CFLAGS) -DTWILIO_OUTBOX_VERSION=\"$(EXTVERSION)\"
-SHLIB_LINK  += $(CURL_LIBS)
+PG_CPPFLAGS += $(CURL_CFLAGS) $(MHD_CFLAGS) -DTWILIO_OUTBOX_VERSION=\"$(EXTVERSION)\"
+MHD_CFLAGS  := $(shell $(PKG_CONFIG) --cflags libmicrohttpd)
+MHD_LIBS    := $(shell $(PKG_CONFIG) --libs libmicrohttpd)
+SHLIB_LINK  += $(CURL_LIBS) $(MHD_LIBS)
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -140,6 +140,7 @@ CREATE TABLE twilio_outbox (
 	claimed_at		timestamptz,
 	finished_at		timestamptz,
 	unconfirmed		boolean NOT NULL DEFAULT false,
+	delivered_at	timestamptz,
 	CONSTRAINT twilio_outbox_status_check
 		CHECK (status IN ('queued', 'sending', 'sent', 'retrying', 'failed', 'expired', 'canceled')),
 	CONSTRAINT twilio_outbox_priority_check CHECK (priority BETWEEN -100 AND 100),
@@ -160,6 +161,7 @@ COMMENT ON COLUMN twilio_outbox.next_attempt_at IS 'not sent before this (send_a
 COMMENT ON COLUMN twilio_outbox.expires_at IS 'not sent after this: becomes expired';
 COMMENT ON COLUMN twilio_outbox.claimed_at IS 'when the worker last claimed the row for sending';
 COMMENT ON COLUMN twilio_outbox.finished_at IS 'when the row reached sent, failed, expired or canceled';
+COMMENT ON COLUMN twilio_outbox.delivered_at IS 'when a status callback reported the message delivered (or read)';
 COMMENT ON COLUMN twilio_outbox.unconfirmed IS 'the last attempt may have reached Twilio: look it up before sending again';
 
 -- The worker's claim: due rows of one pool, highest priority first, then
@@ -514,10 +516,206 @@ CREATE VIEW twilio_error_stats AS
 COMMENT ON VIEW twilio_error_stats IS 'Failed attempts of the last hour by pool, HTTP status and Twilio error code';
 
 ------------------------------------------------------------------------
+-- Webhooks: status callbacks, inbound messages, opt-outs
+------------------------------------------------------------------------
+
+-- Every accepted callback, stored as received ("acknowledge first, process
+-- later"); the worker applies them afterwards.  Nothing rejected is stored.
+CREATE TABLE twilio_inbox (
+	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	received_at			timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	kind				text NOT NULL,
+	params				jsonb NOT NULL,
+	idempotency_token	text UNIQUE,
+	message_sid			text GENERATED ALWAYS AS
+		(CASE WHEN kind = 'status' THEN params OPERATOR(pg_catalog.->>) 'MessageSid' END) STORED,
+	message_status		text GENERATED ALWAYS AS
+		(CASE WHEN kind = 'status' THEN params OPERATOR(pg_catalog.->>) 'MessageStatus' END) STORED,
+	applied_at			timestamptz,
+	outcome				text,
+	retry_at			timestamptz,
+	CONSTRAINT twilio_inbox_kind_check CHECK (kind IN ('status', 'inbound')),
+	CONSTRAINT twilio_inbox_outcome_check CHECK (outcome IN ('applied', 'stale', 'unmatched', 'ignored'))
+);
+-- A redelivered status callback without an idempotency token is still a duplicate.
+CREATE UNIQUE INDEX twilio_inbox_status_key ON twilio_inbox (message_sid, message_status);
+CREATE INDEX twilio_inbox_unapplied_idx ON twilio_inbox (id) WHERE applied_at IS NULL;
+CREATE INDEX twilio_inbox_received_idx ON twilio_inbox (received_at);
+COMMENT ON TABLE twilio_inbox IS 'Status callbacks and inbound messages from Twilio, stored when accepted and applied afterwards';
+COMMENT ON COLUMN twilio_inbox.params IS 'the POST parameters, as a JSON object of strings';
+COMMENT ON COLUMN twilio_inbox.idempotency_token IS 'I-Twilio-Idempotency-Token: the same for every redelivery of a callback';
+COMMENT ON COLUMN twilio_inbox.outcome IS 'applied; stale (an older status than the row has); unmatched (no message has the sid); ignored (an unknown status)';
+COMMENT ON COLUMN twilio_inbox.retry_at IS 'a status callback for a sid not recorded yet is tried again from this time';
+
+CREATE TABLE twilio_opt_outs (
+	phone_number	text PRIMARY KEY,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	source			text
+);
+COMMENT ON TABLE twilio_opt_outs IS 'Numbers that opted out: messages to them fail with 21610 without a request';
+COMMENT ON COLUMN twilio_opt_outs.source IS 'how the number got here: ''inbound STOP'' (the keyword), ''error 21610'', or set by hand';
+
+-- API: private
+-- The order of Twilio's message statuses: a status callback never moves a
+-- message backwards, and a final status is never overwritten.  0: unknown.
+CREATE FUNCTION _twilio_delivery_rank(s text) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE
+	WHEN s IN ('queued', 'accepted', 'scheduled') THEN 1
+	WHEN s = 'sending' THEN 2
+	WHEN s = 'sent' THEN 3
+	WHEN s IN ('delivered', 'undelivered', 'failed', 'read', 'canceled', 'partially_delivered') THEN 4
+	ELSE 0
+END;
+
+-- API: private
+-- Apply up to max_events stored callbacks, oldest first: status callbacks
+-- onto the outbox row with their MessageSid, inbound opt-out keywords onto
+-- twilio_opt_outs.  Returns how many were applied.  Rows are locked (not
+-- skipped), so when it returns everything stored before it started is applied.
+CREATE FUNCTION _twilio_apply_inbox(max_events integer DEFAULT 1000) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	ids bigint[];
+	n integer;
+BEGIN
+	SELECT array_agg(x.id ORDER BY x.id) INTO ids
+	  FROM (SELECT i.id FROM @extschema@.twilio_inbox i
+	         WHERE i.applied_at IS NULL AND (i.retry_at IS NULL OR i.retry_at <= now())
+	         ORDER BY i.id LIMIT max_events FOR UPDATE) x;
+	IF ids IS NULL THEN
+		RETURN 0;
+	END IF;
+
+	-- status callbacks: per sid the furthest status of the batch, if it is
+	-- further than the row's
+	WITH ev AS (
+		SELECT DISTINCT ON (i.message_sid) i.message_sid AS sid, i.message_status AS status,
+		       CASE WHEN i.params->>'ErrorCode' ~ '^[0-9]{1,9}$'
+		            THEN (i.params->>'ErrorCode')::integer END AS code,
+		       i.received_at
+		  FROM @extschema@.twilio_inbox i
+		 WHERE i.id = ANY (ids) AND i.kind = 'status'
+		   AND @extschema@._twilio_delivery_rank(i.message_status) > 0
+		 ORDER BY i.message_sid, @extschema@._twilio_delivery_rank(i.message_status) DESC, i.id)
+	UPDATE @extschema@.twilio_outbox o
+	   SET delivery_status = ev.status,
+	       delivered_at = CASE WHEN ev.status IN ('delivered', 'read')
+	                           THEN COALESCE(o.delivered_at, ev.received_at) ELSE o.delivered_at END,
+	       last_error_code = COALESCE(ev.code, o.last_error_code),
+	       last_error = CASE WHEN ev.code IS NOT NULL
+	                         THEN format('delivery status %s, error %s', ev.status, ev.code)
+	                         ELSE o.last_error END
+	  FROM ev
+	 WHERE o.twilio_sid = ev.sid
+	   AND @extschema@._twilio_delivery_rank(ev.status) >
+	       COALESCE(@extschema@._twilio_delivery_rank(o.delivery_status), 0);
+
+	-- inbound opt-out keywords: per number the latest one of the batch wins
+	WITH kw AS (
+		SELECT DISTINCT ON (i.params->>'From') i.params->>'From' AS number,
+		       upper(btrim(i.params->>'Body', E' \t\r\n')) AS word, i.received_at
+		  FROM @extschema@.twilio_inbox i
+		 WHERE i.id = ANY (ids) AND i.kind = 'inbound' AND COALESCE(i.params->>'From', '') <> ''
+		   AND upper(btrim(i.params->>'Body', E' \t\r\n')) IN
+		       ('STOP', 'STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT', 'START', 'YES', 'UNSTOP')
+		 ORDER BY i.params->>'From', i.id DESC),
+	ins AS (
+		INSERT INTO @extschema@.twilio_opt_outs (phone_number, created_at, source)
+		SELECT kw.number, kw.received_at, 'inbound ' || kw.word FROM kw
+		 WHERE kw.word NOT IN ('START', 'YES', 'UNSTOP')
+		ON CONFLICT (phone_number) DO NOTHING)
+	DELETE FROM @extschema@.twilio_opt_outs x
+	 USING kw
+	 WHERE kw.word IN ('START', 'YES', 'UNSTOP') AND x.phone_number = kw.number;
+
+	-- a status callback may come before the worker has recorded the sid:
+	-- try it again for 10 minutes before calling it unmatched
+	UPDATE @extschema@.twilio_inbox i
+	   SET applied_at = now(),
+	       outcome = CASE
+	           WHEN i.kind = 'inbound' THEN 'applied'
+	           WHEN @extschema@._twilio_delivery_rank(i.message_status) = 0 THEN 'ignored'
+	           WHEN o.id IS NULL THEN 'unmatched'
+	           WHEN o.delivery_status = i.message_status THEN 'applied'
+	           ELSE 'stale' END,
+	       retry_at = NULL
+	  FROM (SELECT u.id FROM unnest(ids) u(id)) b
+	  LEFT JOIN LATERAL (SELECT i2.message_sid FROM @extschema@.twilio_inbox i2 WHERE i2.id = b.id) s ON true
+	  LEFT JOIN LATERAL (SELECT o.id, o.delivery_status FROM @extschema@.twilio_outbox o
+	                      WHERE o.twilio_sid = s.message_sid LIMIT 1) o ON true
+	 WHERE i.id = b.id
+	   AND (i.kind = 'inbound' OR o.id IS NOT NULL
+	        OR @extschema@._twilio_delivery_rank(i.message_status) = 0
+	        OR i.received_at < now() - interval '10 minutes');
+	GET DIAGNOSTICS n = ROW_COUNT;
+
+	-- tried again after as long as it has waited (at least 1 s, at most 1 min)
+	UPDATE @extschema@.twilio_inbox i
+	   SET retry_at = now() + LEAST(GREATEST(now() - i.received_at, interval '1 second'), interval '1 minute')
+	 WHERE i.id = ANY (ids) AND i.applied_at IS NULL;
+	RETURN n;
+END
+$$;
+
+CREATE FUNCTION twilio_ingest_callback(path text, params jsonb, signature text, url text)
+RETURNS boolean
+LANGUAGE c VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'twilio_outbox_ingest_callback_1_0';
+COMMENT ON FUNCTION twilio_ingest_callback(text, jsonb, text, text) IS
+	'Check a Twilio callback''s X-Twilio-Signature and store it for the worker to apply; false (and nothing stored) when the signature does not match';
+
+-- API: private
+CREATE FUNCTION _twilio_webhook_counters(
+	OUT listen text, OUT listener_pid integer, OUT requests bigint, OUT accepted bigint,
+	OUT duplicates bigint, OUT rejected bigint, OUT errors bigint)
+RETURNS record
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'twilio_outbox_webhook_counters_1_0';
+
+CREATE VIEW twilio_webhook_stats AS
+	SELECT c.listen, c.listener_pid, c.requests, c.accepted, c.duplicates, c.rejected, c.errors,
+	       i.received_last_hour, i.status_last_hour, i.inbound_last_hour, i.applied_last_hour,
+	       u.unapplied, u.lag
+	  FROM @extschema@._twilio_webhook_counters() c,
+	       LATERAL (SELECT pg_catalog.count(*) AS received_last_hour,
+	                       pg_catalog.count(*) FILTER (WHERE x.kind = 'status') AS status_last_hour,
+	                       pg_catalog.count(*) FILTER (WHERE x.kind = 'inbound') AS inbound_last_hour,
+	                       pg_catalog.count(*) FILTER (WHERE x.applied_at IS NOT NULL) AS applied_last_hour
+	                  FROM @extschema@.twilio_inbox x
+	                 WHERE x.received_at > pg_catalog.now() - interval '1 hour') i,
+	       LATERAL (SELECT pg_catalog.count(*) AS unapplied,
+	                       pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.min(x.received_at) AS lag
+	                  FROM @extschema@.twilio_inbox x WHERE x.applied_at IS NULL) u;
+COMMENT ON VIEW twilio_webhook_stats IS
+	'Callbacks: requests, accepted, duplicates and rejected (bad signature) since the server started; received and applied in the last hour; unapplied and the age of the oldest (lag)';
+
+CREATE VIEW twilio_delivery_stats AS
+	SELECT p.name AS pool,
+	       pg_catalog.count(o.id) AS sent_last_hour,
+	       pg_catalog.count(o.id) FILTER (WHERE o.delivery_status IN ('delivered', 'read')) AS delivered,
+	       pg_catalog.count(o.id) FILTER (WHERE o.delivery_status = 'undelivered') AS undelivered,
+	       pg_catalog.count(o.id) FILTER (WHERE o.delivery_status = 'failed') AS failed,
+	       pg_catalog.count(o.id) FILTER (WHERE @extschema@._twilio_delivery_rank(o.delivery_status) < 4) AS awaiting,
+	       pg_catalog.round(pg_catalog.count(o.id) FILTER (WHERE o.delivery_status IN ('delivered', 'read'))::numeric
+	             OPERATOR(pg_catalog./) NULLIF(pg_catalog.count(o.id) FILTER (
+	                 WHERE o.delivery_status IN ('delivered', 'read', 'undelivered', 'failed')), 0), 4) AS delivery_rate
+	  FROM @extschema@.twilio_pools p
+	  LEFT JOIN @extschema@.twilio_outbox o
+	    ON o.pool = p.name AND o.status = 'sent' AND o.finished_at > pg_catalog.now() - interval '1 hour'
+	 GROUP BY p.name;
+COMMENT ON VIEW twilio_delivery_stats IS
+	'Per pool, messages sent in the last hour by what their status callbacks said: delivered, undelivered, failed, still awaiting';
+
+------------------------------------------------------------------------
 -- Privileges: PUBLIC gets nothing
 ------------------------------------------------------------------------
 
-REVOKE ALL ON TABLE twilio_pools, twilio_outbox, _twilio_attempt_errors FROM PUBLIC;
+REVOKE ALL ON TABLE twilio_pools, twilio_outbox, _twilio_attempt_errors, twilio_inbox,
+	twilio_opt_outs FROM PUBLIC;
 REVOKE ALL ON FUNCTION
 	_twilio_sender_form(text), _twilio_pools_validate(), _twilio_pools_guard_delete(),
 	twilio_enqueue(text, text, text, text[], timestamptz, interval, integer, text, text, jsonb),
@@ -525,9 +723,11 @@ REVOKE ALL ON FUNCTION
 	twilio_enqueue_trigger(), _twilio_check_trigger(oid, regprocedure), _twilio_on_create_trigger(),
 	_twilio_worker_status(), _twilio_pool_status(), _twilio_check_pool(text), _twilio_queue_stats(),
 	twilio_pool_pause(text, timestamptz), twilio_pool_resume(text),
-	twilio_retry_failed(text, timestamptz)
+	twilio_retry_failed(text, timestamptz), _twilio_delivery_rank(text), _twilio_apply_inbox(integer),
+	twilio_ingest_callback(text, jsonb, text, text), _twilio_webhook_counters()
 	FROM PUBLIC;
-REVOKE ALL ON twilio_pool_status, twilio_worker_status, twilio_queue_stats, twilio_error_stats FROM PUBLIC;
+REVOKE ALL ON twilio_pool_status, twilio_worker_status, twilio_queue_stats, twilio_error_stats,
+	twilio_webhook_stats, twilio_delivery_stats FROM PUBLIC;
 
 GRANT EXECUTE ON FUNCTION
 	twilio_enqueue(text, text, text, text[], timestamptz, interval, integer, text, text, jsonb),
@@ -545,3 +745,13 @@ GRANT EXECUTE ON FUNCTION _twilio_worker_status(), _twilio_pool_status(), _twili
 	TO pg_monitor, twilio_outbox_admin;
 GRANT SELECT ON twilio_pool_status, twilio_worker_status, twilio_queue_stats, twilio_error_stats
 	TO pg_monitor, twilio_outbox_admin;
+
+-- Webhooks: a user's own web tier hands Twilio's callbacks to twilio_ingest_callback
+-- (it checks the signature itself, so the caller need not be trusted with the table).
+GRANT EXECUTE ON FUNCTION twilio_ingest_callback(text, jsonb, text, text) TO twilio_outbox_writer;
+GRANT SELECT ON twilio_opt_outs TO twilio_outbox_writer;
+GRANT SELECT, INSERT, UPDATE, DELETE ON twilio_opt_outs TO twilio_outbox_admin;
+GRANT SELECT ON twilio_inbox TO twilio_outbox_admin;
+GRANT EXECUTE ON FUNCTION _twilio_webhook_counters(), _twilio_delivery_rank(text)
+	TO pg_monitor, twilio_outbox_admin;
+GRANT SELECT ON twilio_webhook_stats, twilio_delivery_stats TO pg_monitor, twilio_outbox_admin;

@@ -36,7 +36,13 @@ install_deps() {
 	apt-get install -y -qq --no-install-recommends \
 		build-essential pkg-config ca-certificates \
 		"postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" "postgresql-$PG_MAJOR-pgtap" \
-		libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev python3 curl openssl procps >/dev/null
+		libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev libmicrohttpd-dev \
+		python3 curl openssl procps >/dev/null
+	# node + npm: the webhook tests sign with Twilio's helper library for node
+	# (Debian's nodejs is enough; a node from elsewhere is kept)
+	if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+		apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+	fi
 }
 
 # Build with the project's warnings as errors and install into the server.

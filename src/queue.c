@@ -177,7 +177,8 @@ tob_claim_candidates(const char *schema, const char *pool, int limit, TobClaimed
 		" ARRAY(SELECT p.value FROM jsonb_each_text(o.params) p),"
 		" CASE WHEN o.expires_at IS NOT NULL AND NOT o.params ? 'ValidityPeriod'"
 		"      THEN ceil(date_part('epoch', o.expires_at - now()))::int4 END,"
-		" o.unconfirmed, o.claimed_at, o.expires_at <= now() "
+		" o.unconfirmed, o.claimed_at, o.expires_at <= now(),"
+		" EXISTS (SELECT FROM %s.twilio_opt_outs x WHERE x.phone_number = o.to_number) "
 		"FROM %s.twilio_outbox o "
 		"WHERE o.pool = $1 AND o.status IN ('queued', 'retrying') AND o.next_attempt_at <= now()"
 		" AND (o.expires_at IS NULL OR o.expires_at > now() OR o.unconfirmed)"
@@ -193,7 +194,7 @@ tob_claim_candidates(const char *schema, const char *pool, int limit, TobClaimed
 
 	values[0] = CStringGetTextDatum(pool);
 	values[1] = Int32GetDatum(limit);
-	check_spi(SPI_execute_with_args(psprintf(fmt, schema, schema), 2, argtypes, values, NULL, false, 0),
+	check_spi(SPI_execute_with_args(psprintf(fmt, schema, schema, schema), 2, argtypes, values, NULL, false, 0),
 			  SPI_OK_SELECT, "claiming due messages");
 
 	*rows = MemoryContextAllocZero(caller_cxt, sizeof(TobClaimedRow) * Max(SPI_processed, 1));
@@ -218,6 +219,7 @@ tob_claim_candidates(const char *schema, const char *pool, int limit, TobClaimed
 		r->last_claimed_at = isnull ? 0 : DatumGetTimestampTz(d);
 		d = result_datum(i, 13, &isnull);
 		r->expired = !isnull && DatumGetBool(d);
+		r->opted_out = DatumGetBool(result_datum(i, 14, &isnull));
 	}
 	return (int) SPI_processed;
 }

@@ -42,6 +42,7 @@ typedef struct TobClaimedRow
 	bool		unconfirmed;	/* an earlier attempt may have reached Twilio */
 	TimestampTz last_claimed_at;	/* when that attempt was claimed */
 	bool		expired;		/* past expires_at: only looked up, never sent */
+	bool		opted_out;		/* to_number is in twilio_opt_outs: fail, never send */
 } TobClaimedRow;
 
 /* last_error of a row that expired before it could be sent */

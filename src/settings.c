@@ -56,6 +56,8 @@ char	   *tob_ca_file = NULL;
 static char auth_token_from_file[SECRET_MAX];
 static char api_key_secret_from_file[SECRET_MAX];
 static emit_log_hook_type prev_emit_log_hook = NULL;
+char	   *tob_webhook_listen = NULL;
+char	   *tob_webhook_public_url = NULL;
 
 #define SECRET_FLAGS (GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE)
 
@@ -98,6 +100,65 @@ show_api_key_secret(void)
 	return tob_api_key_secret[0] ? SECRET_MASK : "";
 }
 
+bool
+tob_parse_listen(const char *listen, char *host, int *port)
+{
+	const char *colon;
+	const char *h = listen;
+	int			hlen;
+	char	   *end;
+	long		p;
+
+	if (listen[0] == '[')
+	{
+		const char *close = strchr(listen, ']');
+
+		if (close == NULL || close[1] != ':')
+			return false;
+		h = listen + 1;
+		hlen = close - h;
+		colon = close + 1;
+	}
+	else
+	{
+		colon = strrchr(listen, ':');
+		if (colon == NULL)
+			return false;
+		hlen = colon - listen;
+	}
+	if (hlen <= 0 || hlen >= 256)
+		return false;
+	p = strtol(colon + 1, &end, 10);
+	if (colon[1] == '\0' || *end != '\0' || p < 1 || p > 65535)
+		return false;
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	*port = (int) p;
+	return true;
+}
+
+static bool
+check_webhook_listen(char **newval, void **extra, GucSource source)
+{
+	char		host[256];
+	int			port;
+
+	if (**newval == '\0' || tob_parse_listen(*newval, host, &port))
+		return true;
+	GUC_check_errdetail("Give host:port, for example 127.0.0.1:8089 or [::1]:8089, or an empty string to turn the listener off.");
+	return false;
+}
+
+static bool
+check_webhook_public_url(char **newval, void **extra, GucSource source)
+{
+	if (**newval == '\0' || strncmp(*newval, "https://", 8) == 0 ||
+		strncmp(*newval, "http://", 7) == 0)
+		return true;
+	GUC_check_errdetail("The public URL is the http:// or https:// URL Twilio is configured with, without the /twilio/... path.");
+	return false;
+}
+
 /*
  * Define every parameter.  PGC_POSTMASTER ones only while preloading: they
  * cannot be defined after the postmaster has started.
@@ -111,6 +172,12 @@ tob_define_settings(bool preloading)
 								   NULL, &tob_database, "postgres",
 								   PGC_POSTMASTER, GUC_SUPERUSER_ONLY,
 								   NULL, NULL, NULL);
+	if (preloading)
+		DefineCustomStringVariable("twilio_outbox.webhook_listen",
+								   gettext_noop("Sets the host:port the webhook listener serves Twilio's callbacks on; empty turns it off."),
+								   NULL, &tob_webhook_listen, "",
+								   PGC_POSTMASTER, GUC_SUPERUSER_ONLY,
+								   check_webhook_listen, NULL, NULL);
 
 	DefineCustomBoolVariable("twilio_outbox.enabled",
 							 gettext_noop("Lets the twilio_outbox worker send messages."),
@@ -199,6 +266,12 @@ tob_define_settings(bool preloading)
 							&tob_retention_s, 7 * 24 * 3600, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 
+	DefineCustomStringVariable("twilio_outbox.webhook_public_url",
+							   gettext_noop("Sets the URL Twilio is configured with for webhooks, without the path; signatures are checked against it."),
+							   NULL, &tob_webhook_public_url, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   check_webhook_public_url, NULL, NULL);
+
 	MarkGUCPrefixReserved("twilio_outbox");
 }
 
@@ -237,24 +310,47 @@ read_secret_file(const char *guc, const char *path, char *buf)
 				 errmsg("file \"%s\" named by %s is empty", path, guc)));
 }
 
+/* Which files the buffers were read from: a process reads a file once. */
+static char auth_token_read_from[MAXPGPATH];
+static char api_key_secret_read_from[MAXPGPATH];
+
 void
 tob_load_secrets(void)
 {
 	read_secret_file("twilio_outbox.auth_token_file", tob_auth_token_file, auth_token_from_file);
+	strlcpy(auth_token_read_from, tob_auth_token_file, MAXPGPATH);
 	read_secret_file("twilio_outbox.api_key_secret_file", tob_api_key_secret_file,
 					 api_key_secret_from_file);
+	strlcpy(api_key_secret_read_from, tob_api_key_secret_file, MAXPGPATH);
+}
+
+/* The secret from its file (read on first use in this process) or the setting. */
+static const char *
+secret_value(const char *guc, const char *file, char *read_from, char *buf,
+			 const char *value)
+{
+	if (file[0] == '\0')
+		return value;
+	if (strcmp(read_from, file) != 0)
+	{
+		read_secret_file(guc, file, buf);
+		strlcpy(read_from, file, MAXPGPATH);
+	}
+	return buf;
 }
 
 const char *
 tob_auth_token_value(void)
 {
-	return tob_auth_token_file[0] ? auth_token_from_file : tob_auth_token;
+	return secret_value("twilio_outbox.auth_token_file", tob_auth_token_file,
+						auth_token_read_from, auth_token_from_file, tob_auth_token);
 }
 
 const char *
 tob_api_key_secret_value(void)
 {
-	return tob_api_key_secret_file[0] ? api_key_secret_from_file : tob_api_key_secret;
+	return secret_value("twilio_outbox.api_key_secret_file", tob_api_key_secret_file,
+						api_key_secret_read_from, api_key_secret_from_file, tob_api_key_secret);
 }
 
 static bool

@@ -28,6 +28,8 @@ extern int	tob_retention_s;
 extern char *tob_auth_token_file;
 extern char *tob_api_key_secret_file;
 extern char *tob_ca_file;
+extern char *tob_webhook_listen;
+extern char *tob_webhook_public_url;
 
 extern void tob_define_settings(bool preloading);
 
@@ -42,5 +44,11 @@ extern const char *tob_api_key_secret_value(void);
 
 /* Keep the secrets' values out of the server log (an emit_log_hook). */
 extern void tob_install_log_filter(void);
+
+/*
+ * Split twilio_outbox.webhook_listen ("host:port", "[v6]:port") into host and
+ * port; false when it is not of that form.  host must hold 256 bytes.
+ */
+extern bool tob_parse_listen(const char *listen, char *host, int *port);
 
 #endif							/* TOB_SETTINGS_H */

@@ -70,6 +70,11 @@ tob_shmem_startup(void)
 		pg_atomic_init_u64(&tob_shared->commit_wakeups, 0);
 		pg_atomic_init_u32(&tob_shared->wake_pending, 0);
 		tob_shared->state = TOB_STATE_STOPPED;
+		pg_atomic_init_u64(&tob_shared->webhooks.requests, 0);
+		pg_atomic_init_u64(&tob_shared->webhooks.accepted, 0);
+		pg_atomic_init_u64(&tob_shared->webhooks.duplicates, 0);
+		pg_atomic_init_u64(&tob_shared->webhooks.rejected, 0);
+		pg_atomic_init_u64(&tob_shared->webhooks.errors, 0);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }

@@ -69,6 +69,20 @@ typedef struct TobPoolSlot
 } TobPoolSlot;
 
 /*
+ * Webhook counters since the server started, bumped without a lock by the
+ * listener and by twilio_ingest_callback in any backend.  Nothing rejected
+ * is stored anywhere else, so `rejected` lives only here.
+ */
+typedef struct TobWebhookCounters
+{
+	pg_atomic_uint64 requests;	/* callbacks received (listener and SQL) */
+	pg_atomic_uint64 accepted;	/* signature matched and stored (or a duplicate) */
+	pg_atomic_uint64 duplicates;	/* accepted, but already stored */
+	pg_atomic_uint64 rejected;	/* bad or missing signature: 403 */
+	pg_atomic_uint64 errors;	/* malformed requests and failed inserts */
+} TobWebhookCounters;
+
+/*
  * Locking: worker_latch and worker_pid are read by every committing
  * enqueuer, so they sit under the spinlock `mutex`; everything else is
  * written by the worker under `lock` (LW_EXCLUSIVE) and read by the views
@@ -90,6 +104,10 @@ typedef struct TobSharedState
 	TobCounters totals;
 	int			npools;
 	TobPoolSlot pools[TOB_MAX_POOLS];
+
+	/* the webhook listener: listener_pid under `mutex`, counters atomic */
+	pid_t		listener_pid;
+	TobWebhookCounters webhooks;
 } TobSharedState;
 
 extern TobSharedState *tob_shared;

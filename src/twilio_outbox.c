@@ -2,7 +2,8 @@
  *
  * twilio_outbox.c
  *		Module entry point: defines the settings, requests shared memory and
- *		registers the sender worker.
+ *		registers the sender worker and, when configured, the webhook
+ *		listener.
  *
  * Loaded without shared_preload_libraries the SQL functions that insert
  * still work, but nothing sends; functions that need shared memory say so.
@@ -19,6 +20,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 
+#include "listener.h"
 #include "settings.h"
 #include "shmem.h"
 #include "worker.h"
@@ -41,4 +43,5 @@ _PG_init(void)
 
 	tob_shmem_install_hooks();
 	tob_register_worker();
+	tob_register_listener();
 }

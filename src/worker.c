@@ -8,7 +8,8 @@
  * (tob_http_wait) until a committing enqueuer sets its latch, an HTTP answer
  * arrives, a pool's bucket has a token again, or a second has passed.  Once
  * a second it also re-reads twilio_pools, looks the extension up (waiting
- * quietly while it does not exist) and expires overdue rows.
+ * quietly while it does not exist), expires overdue rows and applies the
+ * status callbacks and inbound messages stored in twilio_inbox.
  *
  * Claiming happens in one short transaction per turn that commits before
  * any request starts; each pool may claim only what its token bucket allows
@@ -45,6 +46,7 @@
 #include "compat.h"
 #include "form.h"
 #include "http.h"
+#include "inbox.h"
 #include "pacing.h"
 #include "queue.h"
 #include "response.h"
@@ -57,6 +59,9 @@
 #define MAX_SLEEP_MS			1000
 #define MAX_CLAIM_PER_POOL		1000
 #define SHUTDOWN_GRACE_MS		3000
+#define TOB_OPTED_OUT_CODE		21610	/* Twilio: the recipient replied STOP */
+#define APPLY_BATCH				1000	/* stored webhooks applied per statement */
+#define APPLY_ROUNDS			5	/* statements per maintenance at most */
 #define RECOVERY_STEP			(1.0 / 60.0)	/* of mps regained per second after a 429 */
 
 /* A request in flight, by outbox id. */
@@ -285,6 +290,38 @@ sync_pools(TobPoolConfig *pools, int npools, TimestampTz now)
 }
 
 /*
+ * Apply stored status callbacks and inbound messages, in batches of their
+ * own transactions; a failure is reported and tried again next second
+ * without holding up the sending.
+ */
+static void
+apply_webhooks(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile int round;
+	volatile int applied = APPLY_BATCH;
+
+	for (round = 0; round < APPLY_ROUNDS && applied == APPLY_BATCH; round++)
+	{
+		PG_TRY();
+		{
+			tob_xact_begin("twilio_outbox: applying webhooks");
+			applied = tob_inbox_apply(schema, APPLY_BATCH, round == 0 ? tob_retention_s : 0);
+			tob_xact_end();
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(cxt);
+			EmitErrorReport();
+			FlushErrorState();
+			tob_xact_abort();
+			applied = 0;
+		}
+		PG_END_TRY();
+	}
+}
+
+/*
  * Once a second: find the extension, re-read the pools, recover rows an
  * earlier worker left in sending, expire overdue rows.
  */
@@ -340,6 +377,9 @@ maintenance(TimestampTz now)
 		tob_shared->totals.expired += expired;
 		LWLockRelease(tob_shared->lock);
 	}
+	/* like expiry, applying callbacks is writing to the outbox: not while disabled */
+	if (found != NULL && tob_enabled)
+		apply_webhooks();
 }
 
 /*---- sending ----*/
@@ -408,6 +448,50 @@ lookup_url(const char *messages, const TobClaimedRow *row, const char *sender)
 	}
 	tob_form_add(&q, "PageSize", "50");
 	return psprintf("%s?%s", messages, q.data);
+}
+
+static void apply_outcome(InFlight *entry, const TobOutcome *outcome, TimestampTz at, long http_status);
+
+/*---- opt-outs (issue 7) ----*/
+
+/*
+ * A claimed row whose number is in twilio_opt_outs: recorded failed with
+ * Twilio's opt-out code 21610, as if Twilio had refused it, but without a
+ * request.
+ */
+static void
+fail_opted_out(const TobClaimedRow *row, int pool, TimestampTz now)
+{
+	InFlight	entry = {0};
+	TobOutcome	outcome = {0};
+
+	entry.id = row->id;
+	entry.pool = pool;
+	entry.attempt = row->attempt;
+	outcome.kind = TOB_OUTCOME_FAILED;
+	outcome.error_code = TOB_OPTED_OUT_CODE;
+	strlcpy(outcome.error, "not sent: the recipient opted out (twilio_opt_outs)", sizeof(outcome.error));
+	apply_outcome(&entry, &outcome, now, 0);
+	LWLockAcquire(tob_shared->lock, LW_EXCLUSIVE);
+	tob_shared->pools[pool].in_flight--;
+	LWLockRelease(tob_shared->lock);
+}
+
+/*
+ * After outcomes are written, in the same transaction: a send Twilio refused
+ * with 21610 puts its number on twilio_opt_outs.
+ */
+static void
+opt_out_refused(void)
+{
+	int64	   *ids = palloc(sizeof(int64) * Max(npending, 1));
+	int			n = 0;
+	int			i;
+
+	for (i = 0; i < npending; i++)
+		if (pending[i].error_code == TOB_OPTED_OUT_CODE && pending[i].http_status != 0)
+			ids[n++] = pending[i].id;
+	tob_opt_out_refused(schema, ids, n);
 }
 
 /*
@@ -496,7 +580,8 @@ claim_and_send(bool woken, bool periodic, TimestampTz now)
 		/* accept rows in order while the bucket lets their segments go */
 		LWLockAcquire(tob_shared->lock, LW_EXCLUSIVE);
 		for (k = 0; k < n; k++)
-			if (!tob_pacing_spend(slot, claimed[s][k].segments, now))
+			if (!claimed[s][k].opted_out &&
+				!tob_pacing_spend(slot, claimed[s][k].segments, now))
 				break;
 		tob_pacing_update_tokens(slot, now);
 		slot->in_flight += k;
@@ -533,6 +618,11 @@ claim_and_send(bool woken, bool periodic, TimestampTz now)
 			InFlight   *entry;
 			bool		found;
 
+			if (row->opted_out)
+			{
+				fail_opted_out(row, s, now);
+				continue;
+			}
 			build_form(&form, row, pool_local[s].sender);
 			entry = hash_search(in_flight, &row->id, HASH_ENTER, &found);
 			entry->pool = s;
@@ -901,6 +991,7 @@ record_pending(void)
 		return;
 	tob_xact_begin("twilio_outbox: recording results");
 	tob_record(schema, pending, npending);
+	opt_out_refused();
 	tob_xact_end();
 	for (i = 0; i < npending; i++)
 	{

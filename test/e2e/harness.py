@@ -643,3 +643,43 @@ def start(settings=None, **kw):
     """A double and a cluster configured for it: (cluster, double)."""
     double = Double()
     return Cluster(double=double, settings=settings, **kw), double
+
+
+# -- Twilio's webhook signatures, computed by Twilio's own helper library ------
+
+WEBHOOKS_DIR = ROOT / "test" / "webhooks"
+
+
+def ensure_twilio_node():
+    """npm install the twilio helper library into test/webhooks (once)."""
+    if (WEBHOOKS_DIR / "node_modules" / "twilio").is_dir():
+        return
+    res = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+                         cwd=WEBHOOKS_DIR, capture_output=True, text=True, timeout=600)
+    if res.returncode != 0:
+        raise RuntimeError(f"npm install twilio failed:\n{res.stdout}{res.stderr}")
+
+
+class Signer:
+    """X-Twilio-Signature from twilio-node's getExpectedTwilioSignature (an
+    implementation independent of the extension's), via test/webhooks/sign.js."""
+
+    def __init__(self):
+        ensure_twilio_node()
+        self.proc = subprocess.Popen(["node", str(WEBHOOKS_DIR / "sign.js")],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, bufsize=1)
+        _CLEANUPS.append(self.stop)
+
+    def sign(self, token, url, params):
+        self.proc.stdin.write(json.dumps({"token": token, "url": url, "params": params}) + "\n")
+        self.proc.stdin.flush()
+        answer = json.loads(self.proc.stdout.readline())
+        if not answer["valid"]:
+            raise RuntimeError("twilio.validateRequest refused its own signature")
+        return answer["signature"]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(5)
