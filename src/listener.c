@@ -51,6 +51,7 @@
 #include "form.h"
 #include "inbox.h"
 #include "listener.h"
+#include "worker.h"
 #include "queue.h"
 #include "settings.h"
 #include "shmem.h"
@@ -94,19 +95,9 @@ static bool warned_unconfigured = false;
 void
 tob_register_listener(void)
 {
-	BackgroundWorker worker;
-
 	if (tob_webhook_listen == NULL || tob_webhook_listen[0] == '\0')
 		return;
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 10;
-	strlcpy(worker.bgw_library_name, "twilio_outbox", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "twilio_outbox_listener_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "twilio_outbox webhooks", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "twilio_outbox webhooks", BGW_MAXLEN);
-	RegisterBackgroundWorker(&worker);
+	tob_register_bgworker("twilio_outbox_listener_main", "twilio_outbox webhooks");
 }
 
 /*---- libmicrohttpd callbacks: no ereport, no palloc ----*/
@@ -344,10 +335,7 @@ answer_waiting(MemoryContext cxt)
 	PG_CATCH();
 	{
 		/* nothing was stored: Twilio may try again */
-		MemoryContextSwitchTo(cxt);
-		EmitErrorReport();
-		FlushErrorState();
-		tob_xact_abort();
+		tob_xact_report_and_abort(cxt);
 		pg_atomic_fetch_add_u64(&tob_shared->webhooks.errors, n);
 		for (i = 0; i < n; i++)
 			if (reqs[i]->answer == 0 || reqs[i]->answer == MHD_HTTP_OK)

@@ -72,6 +72,15 @@ tob_xact_abort(void)
 		MemoryContextSwitchTo(caller_cxt);
 }
 
+void
+tob_xact_report_and_abort(MemoryContext cxt)
+{
+	MemoryContextSwitchTo(cxt);
+	EmitErrorReport();
+	FlushErrorState();
+	tob_xact_abort();
+}
+
 static void
 check_spi(int rc, int expected, const char *what)
 {

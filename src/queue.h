@@ -73,6 +73,8 @@ extern void tob_xact_begin(const char *activity);
 extern void tob_xact_end(void);
 /* After an error: abort the transaction and restore the caller's context. */
 extern void tob_xact_abort(void);
+/* In a PG_CATCH: log the error, clear it, and abort as tob_xact_abort does. */
+extern void tob_xact_report_and_abort(MemoryContext cxt);
 
 /*
  * The schema twilio_outbox is installed in, quoted for SQL, or NULL while

@@ -123,19 +123,26 @@ static int	npending = 0;
 static int	pending_cap = 0;
 
 void
-tob_register_worker(void)
+tob_register_bgworker(const char *function_name, const char *name)
 {
 	BackgroundWorker worker;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	/* never on a standby: it would send what the primary sends too */
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = 10;
 	strlcpy(worker.bgw_library_name, "twilio_outbox", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "twilio_outbox_worker_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "twilio_outbox worker", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "twilio_outbox worker", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, function_name, BGW_MAXLEN);
+	strlcpy(worker.bgw_name, name, BGW_MAXLEN);
+	strlcpy(worker.bgw_type, name, BGW_MAXLEN);
 	RegisterBackgroundWorker(&worker);
+}
+
+void
+tob_register_worker(void)
+{
+	tob_register_bgworker("twilio_outbox_worker_main", "twilio_outbox worker");
 }
 
 /*
@@ -311,10 +318,7 @@ apply_webhooks(void)
 		}
 		PG_CATCH();
 		{
-			MemoryContextSwitchTo(cxt);
-			EmitErrorReport();
-			FlushErrorState();
-			tob_xact_abort();
+			tob_xact_report_and_abort(cxt);
 			applied = 0;
 		}
 		PG_END_TRY();
@@ -863,10 +867,7 @@ settle_lookups(Lookup *lookups, int n, TimestampTz now)
 		PG_CATCH();
 		{
 			/* without the check no match can be trusted: send them again */
-			MemoryContextSwitchTo(cxt);
-			EmitErrorReport();
-			FlushErrorState();
-			tob_xact_abort();
+			tob_xact_report_and_abort(cxt);
 			for (i = 0; i < n; i++)
 			{
 				lookups[i].ncand = 0;
@@ -1135,9 +1136,7 @@ finish_in_flight(MemoryContext turn_cxt)
 	}
 	PG_CATCH();
 	{
-		EmitErrorReport();
-		FlushErrorState();
-		tob_xact_abort();
+		tob_xact_report_and_abort(turn_cxt);
 	}
 	PG_END_TRY();
 	MemoryContextReset(turn_cxt);

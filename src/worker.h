@@ -14,6 +14,8 @@
 #include "compat.h"
 
 extern void tob_register_worker(void);
+/* Register a background worker of ours running function_name, named name. */
+extern void tob_register_bgworker(const char *function_name, const char *name);
 
 extern PGDLLEXPORT TOB_NORETURN_PREFIX void twilio_outbox_worker_main(Datum main_arg) TOB_NORETURN_SUFFIX;
 
