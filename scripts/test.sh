@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run every test suite of twilio_outbox on throwaway clusters:
 #   pg_regress + isolation (sql/, specs/, expected/), pgTAP (test/*.sql via
-#   pg_prove), the Twilio test double's self-test, and the end-to-end tests
-#   (test/e2e/*.py: the worker against the double).
+#   pg_prove), the Twilio test double's self-test, short libFuzzer runs
+#   (test/fuzz/), and the end-to-end tests (test/e2e/*.py: the worker
+#   against the double).
 # Installs what it needs with apt-get, builds with -Werror, installs, starts
 # and stops its own servers on 127.0.0.1, and ends with "N passed, N failed".
 #
@@ -68,6 +69,9 @@ stop_cluster "$TOB_WORK/tap/data"
 
 log "Twilio test double self-test"
 run_tap "double" python3 "$ROOT/test/double_selftest.py"
+
+log "fuzzing the form encoder and the response parser (libFuzzer, 20 s each)"
+run_tap "fuzz" bash "$ROOT/test/fuzz/run.sh" 20
 
 for t in "$ROOT"/test/e2e/[0-9]*.py; do
 	[ -e "$t" ] || continue

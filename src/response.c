@@ -88,7 +88,7 @@ copy_text(char *dst, size_t size, const char *src)
 	size_t		len = strlen(src);
 
 	if (len >= size)
-		len = pg_mbcliplen(src, len, size - 1);
+		len = pg_encoding_mbcliplen(PG_UTF8, src, len, size - 1);
 	if (pg_encoding_verifymbstr(PG_UTF8, src, len) != len)
 		return;
 	memcpy(dst, src, len);
@@ -159,7 +159,10 @@ nesting_depth(const char *body, size_t len)
 		else if (c == '"')
 			in_string = true;
 		else if (c == '{' || c == '[')
-			max = Max(max, ++depth);
+		{
+			depth++;
+			max = Max(max, depth);
+		}
 		else if (c == '}' || c == ']')
 			depth--;
 	}
@@ -173,10 +176,11 @@ nesting_depth(const char *body, size_t len)
 static bool
 parse_object(const char *body, size_t len, JsonSemAction *sem)
 {
+	MemoryContext cxt = CurrentMemoryContext;
 	JsonLexContext *lex;
 	char	   *copy;
 	size_t		i;
-	bool		ok;
+	volatile bool ok = false;
 
 	/* an answer that does not start like an object is not one (and may be huge) */
 	for (i = 0; i < len && isspace((unsigned char) body[i]); i++)
@@ -187,8 +191,24 @@ parse_object(const char *body, size_t len, JsonSemAction *sem)
 	copy = palloc(len + 1);
 	memcpy(copy, body, len);
 	copy[len] = '\0';
-	lex = TOB_JSON_LEX(copy, (int) len);
-	ok = pg_parse_json(lex, sem) == JSON_SUCCESS;
+
+	/*
+	 * The parser reports bad JSON as a result, but can still raise: a \u
+	 * escape the database encoding cannot hold, the stack limit.  Such an
+	 * answer is simply not one we understand.
+	 */
+	PG_TRY();
+	{
+		lex = TOB_JSON_LEX(copy, (int) len);
+		ok = pg_parse_json(lex, sem) == JSON_SUCCESS;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		ok = false;
+	}
+	PG_END_TRY();
 	pfree(copy);
 	return ok;
 }
@@ -230,6 +250,7 @@ typedef struct ListState
 	bool		messages_next;	/* the top-level "messages" value comes next */
 	int			messages_depth; /* depth of its array, 0 when not inside */
 	ListField	field;
+	bool		in_kept;		/* inside an element that has a slot in messages */
 	TobListedMessage *messages;
 	int			n;
 } ListState;
@@ -240,8 +261,12 @@ list_object_start(void *arg)
 	ListState  *st = arg;
 
 	st->depth++;
-	if (st->messages_depth > 0 && st->depth == st->messages_depth + 1 && st->n < TOB_LIST_MAX)
-		memset(&st->messages[st->n++], 0, sizeof(TobListedMessage));
+	if (st->messages_depth > 0 && st->depth == st->messages_depth + 1)
+	{
+		st->in_kept = st->n < TOB_LIST_MAX;
+		if (st->in_kept)
+			memset(&st->messages[st->n++], 0, sizeof(TobListedMessage));
+	}
 	st->field = LIST_NONE;
 	TOB_JSON_ACTION_DONE;
 }
@@ -277,7 +302,7 @@ list_field_start(void *arg, char *fname, bool isnull)
 
 	st->field = LIST_NONE;
 	st->messages_next = (st->depth == 1 && strcmp(fname, "messages") == 0);
-	if (st->messages_depth > 0 && st->depth == st->messages_depth + 1 && st->n > 0)
+	if (st->messages_depth > 0 && st->depth == st->messages_depth + 1 && st->in_kept)
 	{
 		if (strcmp(fname, "sid") == 0)
 			st->field = LIST_SID;
@@ -293,19 +318,20 @@ static TOB_JSON_ACTION
 list_scalar(void *arg, char *token, JsonTokenType type)
 {
 	ListState  *st = arg;
+	ListField	field = st->field;
 	TobListedMessage *m;
 
-	if (st->field == LIST_NONE || type != JSON_TOKEN_STRING)
+	st->field = LIST_NONE;		/* whatever the value's type */
+	if (field == LIST_NONE || type != JSON_TOKEN_STRING)
 		TOB_JSON_ACTION_DONE;
 	m = &st->messages[st->n - 1];
-	if (st->field == LIST_SID && strlen(token) < TOB_SID_LEN)
+	if (field == LIST_SID && strlen(token) < TOB_SID_LEN)
 		copy_text(m->sid, TOB_SID_LEN, token);
-	else if (st->field == LIST_DATE_CREATED)
+	else if (field == LIST_DATE_CREATED)
 		copy_text(m->date_created, sizeof(m->date_created), token);
-	else if (st->field == LIST_BODY &&
+	else if (field == LIST_BODY &&
 			 pg_encoding_verifymbstr(PG_UTF8, token, strlen(token)) == strlen(token))
 		m->body = pstrdup(token);
-	st->field = LIST_NONE;
 	TOB_JSON_ACTION_DONE;
 }
 

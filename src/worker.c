@@ -450,7 +450,8 @@ lookup_url(const char *messages, const TobClaimedRow *row, const char *sender)
 		snprintf(day, sizeof(day), "%04d-%02d-%02d", tm.tm_year, tm.tm_mon, tm.tm_mday);
 		tob_form_add(&q, "DateSent>", day);
 	}
-	tob_form_add(&q, "PageSize", "50");
+	/* a few are enough, and 50 full messages would not fit the 64 KiB we read */
+	tob_form_add(&q, "PageSize", "10");
 	return psprintf("%s?%s", messages, q.data);
 }
 
