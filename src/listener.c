@@ -448,14 +448,8 @@ twilio_outbox_listener_main(Datum main_arg)
 	const union MHD_DaemonInfo *info;
 	uint32		wait_event;
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
-	BackgroundWorkerUnblockSignals();
-
 	tob_require_shmem();
-	BackgroundWorkerInitializeConnection(tob_database, NULL, 0);
-	pgstat_report_appname("twilio_outbox webhooks");
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	tob_bgworker_connect("twilio_outbox webhooks");
 	wait_event = TOB_WAIT_EVENT("TwilioOutboxWebhooks");
 
 	make_responses();

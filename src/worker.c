@@ -139,6 +139,23 @@ tob_register_bgworker(const char *function_name, const char *name)
 	RegisterBackgroundWorker(&worker);
 }
 
+/*
+ * The start of each of our workers: signal handlers (SIGTERM only sets a
+ * flag, so in-flight work can be finished and recorded), the connection to
+ * twilio_outbox.database, and a search_path under which only pg_catalog
+ * objects resolve unqualified in the worker's statements.
+ */
+void
+tob_bgworker_connect(const char *name)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(tob_database, NULL, 0);
+	pgstat_report_appname(name);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+}
+
 void
 tob_register_worker(void)
 {
@@ -1159,15 +1176,8 @@ twilio_outbox_worker_main(Datum main_arg)
 	MemoryContext turn_cxt;
 	HASHCTL		ctl;
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
-	BackgroundWorkerUnblockSignals();
-
 	tob_worker_attach();
-	BackgroundWorkerInitializeConnection(tob_database, NULL, 0);
-	pgstat_report_appname("twilio_outbox worker");
-	/* only pg_catalog objects resolve unqualified in the worker's statements */
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	tob_bgworker_connect("twilio_outbox worker");
 	tob_wait_event = TOB_WAIT_EVENT("TwilioOutboxMain");
 	tob_load_secrets();
 	tob_http_init();

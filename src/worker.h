@@ -14,6 +14,9 @@
 #include "compat.h"
 
 extern void tob_register_worker(void);
+/* Signals, database connection and search_path for a worker of ours. */
+extern void tob_bgworker_connect(const char *name);
+
 /* Register a background worker of ours running function_name, named name. */
 extern void tob_register_bgworker(const char *function_name, const char *name);
 
