@@ -337,7 +337,7 @@ tob_record(const char *schema, const TobRecord *records, int n)
 		"RETURNING o.id, o.pool, r.status, r.http_status, r.error_code, r.error, r.at) "
 		"INSERT INTO %s._twilio_attempt_errors (at, pool, message_id, http_status, error_code, outcome, error) "
 		"SELECT u.at, u.pool, u.id, u.http_status, u.error_code, u.status, u.error FROM u "
-		"WHERE u.status <> 'sent' AND u.error IS DISTINCT FROM '" TOB_EXPIRED_ERROR "'";
+		"WHERE u.status <> 'sent' AND (u.http_status IS NOT NULL OR u.error IS NOT NULL)";
 #define NCOLS 10
 	Oid			types[NCOLS] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 		INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID,
@@ -420,7 +420,7 @@ tob_expire_due(const char *schema)
 {
 	check_spi(SPI_execute(psprintf("UPDATE %s.twilio_outbox "
 								   "SET status = 'expired', finished_at = now(),"
-								   " last_error = '" TOB_EXPIRED_ERROR "' "
+								   " last_error = 'expired before it could be sent' "
 								   "WHERE status IN ('queued', 'retrying') AND expires_at <= now()"
 								   /* an unconfirmed row may be sent already: it is looked up first */
 								   " AND NOT unconfirmed",

@@ -45,9 +45,6 @@ typedef struct TobClaimedRow
 	bool		opted_out;		/* to_number is in twilio_opt_outs: fail, never send */
 } TobClaimedRow;
 
-/* last_error of a row that expired before it could be sent */
-#define TOB_EXPIRED_ERROR "expired before it could be sent"
-
 /* An outcome to write back. */
 typedef struct TobRecord
 {

@@ -936,13 +936,13 @@ settle_lookups(Lookup *lookups, int n, TimestampTz now)
 		{
 			/*
 			 * Not found at Twilio (or not knowable), and too late to send:
-			 * back to retrying, now confirmed, where the expiry takes it.
+			 * back to retrying, now confirmed, where the expiry takes it
+			 * (no HTTP status and no error: nothing for twilio_error_stats).
 			 */
 			TobRecord	rec = {0};
 
 			rec.id = entry->id;
 			rec.status = "retrying";
-			rec.error = keep(TOB_EXPIRED_ERROR);
 			rec.at = now;
 			rec.next_attempt_at = now;
 			add_pending(&rec);
