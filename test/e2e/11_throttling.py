@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Tap, start  # noqa: E402
+from harness import Tap  # noqa: E402
 import chaos  # noqa: E402
 
 N = 200
@@ -25,10 +25,7 @@ MPS = 50
 DRAIN_TIMEOUT = 300
 
 t = Tap()
-pg, double = start(settings={"twilio_outbox.backoff_base_ms": 100,
-                             "twilio_outbox.backoff_max_ms": 2000,
-                             "twilio_outbox.max_concurrency": 10})
-chaos.install_history(pg)
+pg, double = chaos.start_chaos(max_concurrency=10)
 pg.add_pool("thr", "+15005551101", mps=MPS, burst=5)
 
 

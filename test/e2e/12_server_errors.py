@@ -28,14 +28,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Tap, form, start, wait_until  # noqa: E402
+from harness import Tap, form, wait_until  # noqa: E402
 import chaos  # noqa: E402
 
 t = Tap()
-pg, double = start(settings={"twilio_outbox.backoff_base_ms": 100,
-                             "twilio_outbox.backoff_max_ms": 2000,
-                             "twilio_outbox.max_concurrency": 8})
-chaos.install_history(pg)
+pg, double = chaos.start_chaos(max_concurrency=8)
 pg.add_pool("srv", "+15005551201", mps=100, burst=10)
 pg.add_pool("srv2", "+15005551202", mps=100, burst=10)
 pg.add_pool("srv3", "+15005551203", mps=100, burst=10)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Tap, form, start  # noqa: E402
+from harness import Tap, form  # noqa: E402
 import chaos  # noqa: E402
 
 PERMANENT = {
@@ -26,10 +26,7 @@ PERMANENT = {
 N_GOOD = 60
 
 t = Tap()
-pg, double = start(settings={"twilio_outbox.backoff_base_ms": 100,
-                             "twilio_outbox.backoff_max_ms": 2000,
-                             "twilio_outbox.max_concurrency": 10})
-chaos.install_history(pg)
+pg, double = chaos.start_chaos(max_concurrency=10)
 pg.add_pool("perm", "+15005551301", mps=100, burst=10)
 
 

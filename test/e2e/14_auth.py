@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Tap, start  # noqa: E402
+from harness import Tap  # noqa: E402
 import chaos  # noqa: E402
 
 N = 50
@@ -25,10 +25,7 @@ MAX_CONCURRENCY = 8
 OUTAGE_S = 10
 
 t = Tap()
-pg, double = start(settings={"twilio_outbox.backoff_base_ms": 100,
-                             "twilio_outbox.backoff_max_ms": 2000,
-                             "twilio_outbox.max_concurrency": MAX_CONCURRENCY})
-chaos.install_history(pg)
+pg, double = chaos.start_chaos(max_concurrency=MAX_CONCURRENCY)
 pg.add_pool("auth", "+15005551401", mps=100, burst=10)
 
 

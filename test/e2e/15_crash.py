@@ -22,17 +22,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Tap, start  # noqa: E402
+from harness import Tap  # noqa: E402
 import chaos  # noqa: E402
 
 MAX_CONCURRENCY = 20
 CRASHES = 3
 
 t = Tap()
-pg, double = start(settings={"twilio_outbox.backoff_base_ms": 100,
-                             "twilio_outbox.backoff_max_ms": 2000,
-                             "twilio_outbox.max_concurrency": MAX_CONCURRENCY})
-chaos.install_history(pg)
+pg, double = chaos.start_chaos(max_concurrency=MAX_CONCURRENCY)
 pg.add_pool("crash_a", "+15005551501", mps=300, burst=10)
 pg.add_pool("crash_b", "+15005551502", mps=200, burst=10)
 pg.add_pool("crash_c", "+15005551503", mps=300, burst=10)

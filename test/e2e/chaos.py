@@ -32,15 +32,17 @@ import threading
 import time
 import urllib.parse
 
-from harness import SqlError, form, pg_array, wait_until
+from harness import TRANSITIONS, SqlError, form, pg_array, start, wait_until
 
-# The transitions the contract's Statuses section allows (None: INSERT).
-CONTRACT_TRANSITIONS = {
-    (None, "queued"), ("queued", "sending"), ("sending", "sent"), ("sending", "retrying"),
-    ("retrying", "sending"), ("sending", "failed"), ("queued", "canceled"),
-    ("retrying", "canceled"), ("queued", "expired"), ("retrying", "expired"),
-    ("failed", "queued"), ("expired", "queued"), ("canceled", "queued"),
-}
+def start_chaos(max_concurrency):
+    """A cluster and double with the chaos suites' short backoffs and the
+    status history installed: (cluster, double)."""
+    pg, double = start(settings={"twilio_outbox.backoff_base_ms": 100,
+                                 "twilio_outbox.backoff_max_ms": 2000,
+                                 "twilio_outbox.max_concurrency": max_concurrency})
+    install_history(pg)
+    return pg, double
+
 
 HISTORY_SQL = """
 CREATE TABLE IF NOT EXISTS public.chaos_history (
@@ -108,7 +110,7 @@ AUTH_TRANSITION = ("sending", "queued")
 
 def bad_transitions(hist):
     return [h for entries in hist.values() for h in entries
-            if h["old"] != h["new"] and (h["old"], h["new"]) not in CONTRACT_TRANSITIONS
+            if h["old"] != h["new"] and (h["old"], h["new"]) not in TRANSITIONS
             and not ((h["old"], h["new"]) == AUTH_TRANSITION and h["http"] in (401, 403))]
 
 
