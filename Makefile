@@ -8,7 +8,7 @@ OBJS       = src/twilio_outbox.o src/settings.o src/shmem.o src/worker.o src/que
 DATA       = $(wildcard $(EXTENSION)--*.sql)
 PGFILEDESC = "twilio_outbox - transactional outbox delivering messages via Twilio"
 
-REGRESS      = install pools enqueue errors segments trigger transitions views controls security webhooks
+REGRESS      = install pools enqueue errors segments trigger transitions views controls security webhooks upgrade
 REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=./tmp_check
 ISOLATION      = dedup_race
 ISOLATION_OPTS = --temp-config=test/isolation.conf --temp-instance=./tmp_check

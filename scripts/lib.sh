@@ -5,7 +5,7 @@
 # Source it after setting ROOT to the repository's top directory.
 
 PG_MAJOR=${PG_MAJOR:-15}
-PGBIN=/usr/lib/postgresql/$PG_MAJOR/bin
+PGBIN=${PGBIN:-/usr/lib/postgresql/$PG_MAJOR/bin}	# another installation for isolated runs
 TOB_WORK=""
 TOB_CLUSTERS=()
 TOB_PIDS=()

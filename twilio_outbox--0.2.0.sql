@@ -1,0 +1,768 @@
+/* twilio_outbox--0.2.0.sql */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION twilio_outbox" to load this file. \quit
+
+DO $$
+BEGIN
+	IF pg_catalog.current_setting('twilio_outbox.database', true) IS NULL THEN
+		RAISE EXCEPTION 'twilio_outbox must be loaded via shared_preload_libraries'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      HINT = 'Add twilio_outbox to shared_preload_libraries in postgresql.conf and restart the server.';
+	END IF;
+	IF pg_catalog.current_database() OPERATOR(pg_catalog.<>)
+	   pg_catalog.current_setting('twilio_outbox.database') THEN
+		RAISE EXCEPTION 'can only create extension twilio_outbox in database "%"',
+				pg_catalog.current_setting('twilio_outbox.database')
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      DETAIL = 'The twilio_outbox worker serves the database named by twilio_outbox.database.',
+			      HINT = pg_catalog.format('Connect to database "%s", or set twilio_outbox.database = %L and restart the server.',
+				pg_catalog.current_setting('twilio_outbox.database'), pg_catalog.current_database());
+	END IF;
+END
+$$;
+
+-- Group roles through which privileges are granted; never login roles.
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'twilio_outbox_writer') THEN
+		CREATE ROLE twilio_outbox_writer NOLOGIN;
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'twilio_outbox_admin') THEN
+		CREATE ROLE twilio_outbox_admin NOLOGIN;
+	END IF;
+END
+$$;
+GRANT twilio_outbox_writer TO twilio_outbox_admin;
+
+------------------------------------------------------------------------
+-- Pools
+------------------------------------------------------------------------
+
+-- API: private
+-- Which of Twilio's sender forms s is: NULL when none.
+CREATE FUNCTION _twilio_sender_form(s text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN CASE
+	WHEN s ~ '^\+[1-9][0-9]{0,14}$' THEN 'phone_number'
+	WHEN s ~ '^whatsapp:\+[1-9][0-9]{0,14}$' THEN 'whatsapp'
+	WHEN s ~ '^MG[0-9a-fA-F]{32}$' THEN 'messaging_service'
+	WHEN s ~ '^[0-9]{3,8}$' THEN 'short_code'
+	-- "MG..." is always read as a Messaging Service SID, so it cannot be an alphanumeric id
+	WHEN s ~ '^[A-Za-z0-9][A-Za-z0-9 &+._-]{0,10}$' AND s ~ '[A-Za-z]' AND s !~* '^MG' THEN 'alphanumeric'
+END;
+
+CREATE TABLE twilio_pools (
+	name			text PRIMARY KEY,
+	sender			text NOT NULL,
+	mps				numeric NOT NULL,
+	burst			integer NOT NULL DEFAULT 1,
+	paused			boolean NOT NULL DEFAULT false,
+	paused_until	timestamptz,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	CONSTRAINT twilio_pools_name_check CHECK (pg_catalog.length(name) BETWEEN 1 AND 63),
+	CONSTRAINT twilio_pools_sender_check CHECK (_twilio_sender_form(sender) IS NOT NULL),
+	CONSTRAINT twilio_pools_mps_check CHECK (mps > 0 AND mps <= 10000),
+	CONSTRAINT twilio_pools_burst_check CHECK (burst >= 1)
+);
+-- a handful of rows that autovacuum would otherwise never analyze
+ALTER TABLE twilio_pools SET (autovacuum_analyze_threshold = 1, autovacuum_analyze_scale_factor = 0);
+COMMENT ON TABLE twilio_pools IS 'Sender pools: who sends, and at how many segments per second';
+COMMENT ON COLUMN twilio_pools.sender IS '+E164 number, short code, alphanumeric sender id, whatsapp:+E164, or a Messaging Service SID (MG...)';
+COMMENT ON COLUMN twilio_pools.mps IS 'message segments per second this pool may send (0 < mps <= 10000)';
+COMMENT ON COLUMN twilio_pools.burst IS 'segments that may go back to back after idling';
+COMMENT ON COLUMN twilio_pools.paused IS 'a paused pool sends nothing; its rows stay queued';
+COMMENT ON COLUMN twilio_pools.paused_until IS 'a timed pause (twilio_pool_pause) ends by itself at this time';
+
+-- API: private
+-- The CHECK constraints above are the backstop; this gives each mistake a
+-- message that names the column and a hint.
+CREATE FUNCTION _twilio_pools_validate() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NEW.name IS NULL OR length(NEW.name) NOT BETWEEN 1 AND 63 THEN
+		RAISE EXCEPTION 'pool name must be 1 to 63 characters long'
+			USING ERRCODE = 'check_violation', COLUMN = 'name',
+			      HINT = 'Use a short name such as ''default'' or ''marketing''.';
+	END IF;
+	IF NEW.sender IS NULL OR @extschema@._twilio_sender_form(NEW.sender) IS NULL THEN
+		RAISE EXCEPTION 'invalid sender % for pool "%"', coalesce(quote_literal(NEW.sender), 'NULL'), NEW.name
+			USING ERRCODE = 'check_violation', COLUMN = 'sender',
+			      HINT = 'Use a +E164 number (''+14155550100''), a short code (''12345''), an alphanumeric sender id of up to 11 characters (''ACME''), ''whatsapp:+14155550100'', or a Messaging Service SID (''MG'' and 32 hex digits).';
+	END IF;
+	IF NEW.mps IS NULL OR NEW.mps <= 0 OR NEW.mps > 10000 THEN
+		RAISE EXCEPTION 'mps % for pool "%" is out of range', coalesce(NEW.mps::text, 'NULL'), NEW.name
+			USING ERRCODE = 'check_violation', COLUMN = 'mps',
+			      HINT = 'mps is the segments per second the sender may send: more than 0 and at most 10000 (a US long code is 1, toll-free 3, a short code 100).';
+	END IF;
+	IF NEW.burst IS NULL OR NEW.burst < 1 THEN
+		RAISE EXCEPTION 'burst % for pool "%" is out of range', coalesce(NEW.burst::text, 'NULL'), NEW.name
+			USING ERRCODE = 'check_violation', COLUMN = 'burst',
+			      HINT = 'burst is how many segments may go back to back; it is at least 1.';
+	END IF;
+	RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER twilio_pools_validate
+	BEFORE INSERT OR UPDATE ON twilio_pools
+	FOR EACH ROW EXECUTE FUNCTION _twilio_pools_validate();
+
+------------------------------------------------------------------------
+-- The outbox
+------------------------------------------------------------------------
+
+CREATE TABLE twilio_outbox (
+	id				bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+	pool			text NOT NULL REFERENCES twilio_pools (name) ON UPDATE CASCADE,
+	to_number		text NOT NULL,
+	body			text,
+	media_urls		text[],
+	num_segments	integer NOT NULL,
+	params			jsonb NOT NULL DEFAULT '{}',
+	status			text NOT NULL DEFAULT 'queued',
+	priority		integer NOT NULL DEFAULT 0,
+	attempts		integer NOT NULL DEFAULT 0,
+	next_attempt_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	expires_at		timestamptz,
+	dedup_key		text UNIQUE,
+	twilio_sid		text,
+	delivery_status	text,
+	last_http_status integer,
+	last_error_code	integer,
+	last_error		text,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	sent_at			timestamptz,
+	status_callback	text,
+	claimed_at		timestamptz,
+	finished_at		timestamptz,
+	unconfirmed		boolean NOT NULL DEFAULT false,
+	delivered_at	timestamptz,
+	CONSTRAINT twilio_outbox_status_check
+		CHECK (status IN ('queued', 'sending', 'sent', 'retrying', 'failed', 'expired', 'canceled')),
+	CONSTRAINT twilio_outbox_priority_check CHECK (priority BETWEEN -100 AND 100),
+	CONSTRAINT twilio_outbox_num_segments_check CHECK (num_segments >= 1),
+	CONSTRAINT twilio_outbox_attempts_check CHECK (attempts >= 0)
+);
+-- Every claim reads the due index from its start, where the rows it just
+-- claimed leave dead entries until VACUUM.  With the default thresholds
+-- (20% of the table) autovacuum comes too rarely during a long drain and the
+-- claim slows down 20x over a million rows; a fixed threshold of 50,000
+-- changed rows keeps it flat (bench/claim_cost), together with an
+-- autovacuum_naptime of a few seconds on busy servers (see the README).
+ALTER TABLE twilio_outbox SET (autovacuum_vacuum_scale_factor = 0,
+	autovacuum_vacuum_threshold = 50000, autovacuum_analyze_scale_factor = 0.05);
+COMMENT ON TABLE twilio_outbox IS 'One row per message; written by twilio_enqueue, sent by the twilio_outbox worker';
+COMMENT ON COLUMN twilio_outbox.num_segments IS 'segments the body takes (GSM-7 160/153, UCS-2 70/67; 1 for MMS and WhatsApp): the pacing cost';
+COMMENT ON COLUMN twilio_outbox.next_attempt_at IS 'not sent before this (send_after, then backoff)';
+COMMENT ON COLUMN twilio_outbox.expires_at IS 'not sent after this: becomes expired';
+COMMENT ON COLUMN twilio_outbox.claimed_at IS 'when the worker last claimed the row for sending';
+COMMENT ON COLUMN twilio_outbox.finished_at IS 'when the row reached sent, failed, expired or canceled';
+COMMENT ON COLUMN twilio_outbox.delivered_at IS 'when a status callback reported the message delivered (or read)';
+COMMENT ON COLUMN twilio_outbox.unconfirmed IS 'the last attempt may have reached Twilio: look it up before sending again';
+
+-- The worker's claim: due rows of one pool, highest priority first, then
+-- oldest next_attempt_at.  Partial, so finished rows never slow it down.
+CREATE INDEX twilio_outbox_due_idx ON twilio_outbox (pool, priority DESC, next_attempt_at)
+	WHERE status IN ('queued', 'retrying');
+-- The worker's once-a-second expiry of overdue rows.
+CREATE INDEX twilio_outbox_expiry_idx ON twilio_outbox (expires_at)
+	WHERE status IN ('queued', 'retrying') AND expires_at IS NOT NULL;
+-- Reconciliation (a sid already on a row never matches another) and status callbacks.
+CREATE INDEX twilio_outbox_sid_idx ON twilio_outbox (twilio_sid) WHERE twilio_sid IS NOT NULL;
+-- Per-pool counts and recent finishes for the views, and the foreign key's lookups.
+CREATE INDEX twilio_outbox_pool_status_idx ON twilio_outbox (pool, status, finished_at);
+-- Retention: the oldest finished rows, deleted by the worker in small batches.
+CREATE INDEX twilio_outbox_finished_idx ON twilio_outbox (finished_at)
+	WHERE status IN ('sent', 'failed', 'expired', 'canceled');
+
+-- API: private
+-- Every failed attempt of the last hour (and a little more), for
+-- twilio_error_stats: a row's own columns keep only its latest error.
+CREATE TABLE _twilio_attempt_errors (
+	at				timestamptz NOT NULL,
+	pool			text NOT NULL,
+	message_id		bigint NOT NULL,
+	http_status		integer,
+	error_code		integer,
+	outcome			text NOT NULL,
+	error			text
+);
+CREATE INDEX _twilio_attempt_errors_at_idx ON _twilio_attempt_errors (at);
+
+-- API: private
+-- A pool that messages still reference cannot be deleted; say so plainly.
+-- SECURITY DEFINER: whoever may delete pools need not read the outbox.
+CREATE FUNCTION _twilio_pools_guard_delete() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF EXISTS (SELECT FROM @extschema@.twilio_outbox o WHERE o.pool = OLD.name) THEN
+		RAISE EXCEPTION 'pool "%" cannot be deleted while messages reference it', OLD.name
+			USING ERRCODE = 'foreign_key_violation',
+			      HINT = pg_catalog.format('Pause it with UPDATE twilio_pools SET paused = true WHERE name = %L, or delete its rows from twilio_outbox first.', OLD.name);
+	END IF;
+	RETURN OLD;
+END
+$$;
+
+CREATE TRIGGER twilio_pools_guard_delete
+	BEFORE DELETE ON twilio_pools
+	FOR EACH ROW EXECUTE FUNCTION _twilio_pools_guard_delete();
+
+------------------------------------------------------------------------
+-- Functions
+------------------------------------------------------------------------
+
+CREATE FUNCTION twilio_enqueue(to_number text, body text, pool text DEFAULT 'default',
+							   media_urls text[] DEFAULT NULL, send_after timestamptz DEFAULT NULL,
+							   valid_for interval DEFAULT NULL, priority integer DEFAULT 0,
+							   dedup_key text DEFAULT NULL, status_callback text DEFAULT NULL,
+							   params jsonb DEFAULT NULL)
+RETURNS bigint
+LANGUAGE c VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'twilio_outbox_enqueue_1_0';
+COMMENT ON FUNCTION twilio_enqueue(text, text, text, text[], timestamptz, interval, integer, text, text, jsonb)
+	IS 'Validate a message and add it to the outbox; it is sent after the calling transaction commits';
+
+CREATE FUNCTION twilio_cancel(id bigint) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF id IS NULL THEN
+		RAISE EXCEPTION 'id must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+			      HINT = 'Pass the id twilio_enqueue returned.';
+	END IF;
+	UPDATE @extschema@.twilio_outbox o
+	   SET status = 'canceled', finished_at = now()
+	 WHERE o.id = twilio_cancel.id AND o.status IN ('queued', 'retrying');
+	RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION twilio_cancel(bigint) IS 'Cancel a queued or retrying message; true when it was canceled';
+
+CREATE FUNCTION twilio_retry(id bigint) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF id IS NULL THEN
+		RAISE EXCEPTION 'id must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+			      HINT = 'Pass the id of a failed, expired or canceled message.';
+	END IF;
+	-- An expiry that has already passed would expire the row again at once.
+	UPDATE @extschema@.twilio_outbox o
+	   SET status = 'queued', attempts = 0, next_attempt_at = now(), finished_at = NULL,
+	       unconfirmed = false,
+	       expires_at = CASE WHEN o.expires_at <= now() THEN NULL ELSE o.expires_at END
+	 WHERE o.id = twilio_retry.id AND o.status IN ('failed', 'expired', 'canceled');
+	IF FOUND THEN
+		PERFORM @extschema@._twilio_wake_at_commit();
+	END IF;
+	RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION twilio_retry(bigint) IS 'Queue a failed, expired or canceled message again with attempts reset to 0; true when it was queued';
+
+-- API: private
+-- The name of an existing pool, or an error naming the argument.
+CREATE FUNCTION _twilio_check_pool(pool text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF pool IS NULL THEN
+		RAISE EXCEPTION 'pool must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+			      HINT = 'Name a row of twilio_pools.';
+	END IF;
+	IF NOT EXISTS (SELECT FROM @extschema@.twilio_pools p WHERE p.name = pool) THEN
+		RAISE EXCEPTION 'pool "%" does not exist', pool
+			USING ERRCODE = 'undefined_object',
+			      HINT = 'SELECT name FROM twilio_pools lists the pools.';
+	END IF;
+END
+$$;
+
+CREATE FUNCTION twilio_pool_pause(pool text, until timestamptz DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM @extschema@._twilio_check_pool(pool);
+	IF until IS NOT NULL AND until <= now() THEN
+		RAISE EXCEPTION 'until must be in the future'
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'Give a time such as now() + interval ''30 minutes'', or leave it out to pause until twilio_pool_resume.';
+	END IF;
+	UPDATE @extschema@.twilio_pools p SET paused = true, paused_until = until
+	 WHERE p.name = twilio_pool_pause.pool;
+END
+$$;
+COMMENT ON FUNCTION twilio_pool_pause(text, timestamptz) IS 'Stop a pool sending, until twilio_pool_resume or the given time';
+
+CREATE FUNCTION twilio_pool_resume(pool text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM @extschema@._twilio_check_pool(pool);
+	UPDATE @extschema@.twilio_pools p SET paused = false, paused_until = NULL
+	 WHERE p.name = twilio_pool_resume.pool;
+	PERFORM @extschema@._twilio_wake_at_commit();
+END
+$$;
+COMMENT ON FUNCTION twilio_pool_resume(text) IS 'Let a paused pool send again';
+
+CREATE FUNCTION twilio_retry_failed(pool text DEFAULT NULL, since timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint;
+BEGIN
+	IF pool IS NOT NULL THEN
+		PERFORM @extschema@._twilio_check_pool(pool);
+	END IF;
+	UPDATE @extschema@.twilio_outbox o
+	   SET status = 'queued', attempts = 0, next_attempt_at = now(), finished_at = NULL,
+	       unconfirmed = false,
+	       expires_at = CASE WHEN o.expires_at <= now() THEN NULL ELSE o.expires_at END
+	 WHERE o.status = 'failed'
+	   AND (twilio_retry_failed.pool IS NULL OR o.pool = twilio_retry_failed.pool)
+	   AND (twilio_retry_failed.since IS NULL OR o.finished_at >= twilio_retry_failed.since);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	IF n > 0 THEN
+		PERFORM @extschema@._twilio_wake_at_commit();
+	END IF;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION twilio_retry_failed(text, timestamptz) IS
+	'Queue failed messages again (of one pool, failed at or after since); returns how many';
+
+-- API: private
+-- Wake the worker when the calling transaction commits.
+CREATE FUNCTION _twilio_wake_at_commit() RETURNS void
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'twilio_outbox_wake_at_commit_1_0';
+
+-- API: private
+-- Transaction callbacks this session registered (1 after any enqueue).
+CREATE FUNCTION _twilio_session_xact_callbacks() RETURNS integer
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'twilio_outbox_session_xact_callbacks_1_0';
+
+CREATE FUNCTION twilio_enqueue_trigger() RETURNS trigger
+LANGUAGE c SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'twilio_outbox_enqueue_trigger_1_0';
+COMMENT ON FUNCTION twilio_enqueue_trigger() IS
+	'Row trigger: EXECUTE FUNCTION twilio_enqueue_trigger(pool, to_column, body_template) enqueues a message per row; {column} in the template takes that column of NEW';
+
+-- API: private
+CREATE FUNCTION _twilio_check_trigger(trigger oid, trigger_function regprocedure) RETURNS void
+LANGUAGE c STABLE STRICT
+AS 'MODULE_PATHNAME', 'twilio_outbox_check_trigger_1_0';
+
+-- API: private
+-- Checks the arguments of a new trigger that uses twilio_enqueue_trigger, so
+-- that a mistake fails at CREATE TRIGGER rather than on the first insert.
+CREATE FUNCTION _twilio_on_create_trigger() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cmd record;
+BEGIN
+	FOR cmd IN SELECT objid FROM pg_catalog.pg_event_trigger_ddl_commands()
+	            WHERE classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass
+	LOOP
+		PERFORM @extschema@._twilio_check_trigger(cmd.objid,
+			'@extschema@.twilio_enqueue_trigger()'::pg_catalog.regprocedure);
+	END LOOP;
+END
+$$;
+
+CREATE EVENT TRIGGER twilio_outbox_check_trigger ON ddl_command_end
+	WHEN TAG IN ('CREATE TRIGGER')
+	EXECUTE FUNCTION _twilio_on_create_trigger();
+
+------------------------------------------------------------------------
+-- Views
+------------------------------------------------------------------------
+
+-- API: private
+CREATE FUNCTION _twilio_worker_status(
+	OUT pid integer, OUT state text, OUT in_flight integer,
+	OUT started_at timestamptz, OUT last_activity_at timestamptz,
+	OUT requests bigint, OUT sent bigint, OUT retried bigint, OUT failed bigint,
+	OUT expired bigint, OUT http_429 bigint, OUT http_5xx bigint,
+	OUT transport_errors bigint, OUT reconciled bigint, OUT resent_blind bigint,
+	OUT commit_wakeups bigint)
+RETURNS record
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'twilio_outbox_worker_status_1_0';
+
+-- API: private
+CREATE FUNCTION _twilio_pool_status(
+	OUT pool text, OUT mps double precision, OUT effective_mps double precision,
+	OUT burst integer, OUT tokens double precision, OUT paused boolean,
+	OUT paused_until timestamptz, OUT in_flight integer, OUT sent bigint)
+RETURNS SETOF record
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'twilio_outbox_pool_status_1_0';
+
+CREATE VIEW twilio_pool_status AS
+	SELECT * FROM _twilio_pool_status();
+COMMENT ON VIEW twilio_pool_status IS 'Per pool pacing state of the worker: effective rate, bucket tokens, pause';
+
+CREATE VIEW twilio_worker_status AS
+	SELECT w.*,
+	       (SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(p) ORDER BY p.pool), '[]')
+	          FROM @extschema@._twilio_pool_status() p) AS pools
+	  FROM _twilio_worker_status() w;
+COMMENT ON VIEW twilio_worker_status IS 'Live state of the twilio_outbox worker, with per pool rates in pools';
+
+-- API: private
+-- The query behind twilio_queue_stats.  A function only so that it can carry
+-- SET jit = off: twilio_pools is tiny and rarely analyzed, the planner then
+-- guesses hundreds of pools, and JIT compilation would cost ~300 ms on every
+-- poll of a query that takes ~20 ms on a 1,000,000-row outbox.
+CREATE FUNCTION _twilio_queue_stats(
+	OUT pool text, OUT mps numeric, OUT paused boolean, OUT queued bigint,
+	OUT retrying bigint, OUT sending bigint, OUT sent_last_minute bigint,
+	OUT failed_last_hour bigint, OUT oldest_queued_age interval, OUT est_drain_time interval,
+	OUT sent_last_hour bigint, OUT retrying_by_reason jsonb, OUT observed_mps numeric,
+	OUT effective_mps double precision, OUT paused_until timestamptz,
+	OUT throttled_until timestamptz)
+RETURNS SETOF record
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+	SELECT p.name AS pool,
+	       p.mps,
+	       p.paused AND (p.paused_until IS NULL OR p.paused_until > pg_catalog.now()) AS paused,
+	       COALESCE(a.queued, 0) AS queued,
+	       COALESCE(a.retrying, 0) AS retrying,
+	       COALESCE(a.sending, 0) AS sending,
+	       f.sent_last_minute,
+	       f.failed_last_hour,
+	       pg_catalog.now() OPERATOR(pg_catalog.-) a.oldest_due AS oldest_queued_age,
+	       pg_catalog.make_interval(secs => COALESCE(a.pending_segments, 0)
+	           OPERATOR(pg_catalog./) COALESCE(w.effective_mps::numeric, p.mps)) AS est_drain_time,
+	       f.sent_last_hour,
+	       COALESCE(r.by_reason, '{}') AS retrying_by_reason,
+	       pg_catalog.round(f.segments_last_minute::numeric / 60, 3) AS observed_mps,
+	       w.effective_mps,
+	       p.paused_until,
+	       w.paused_until AS throttled_until
+	  FROM @extschema@.twilio_pools p
+	  LEFT JOIN LATERAL (
+	        SELECT pg_catalog.count(*) FILTER (WHERE o.status = 'queued') AS queued,
+	               pg_catalog.count(*) FILTER (WHERE o.status = 'retrying') AS retrying,
+	               pg_catalog.count(*) FILTER (WHERE o.status = 'sending') AS sending,
+	               pg_catalog.min(o.next_attempt_at) FILTER (WHERE o.status = 'queued'
+	                   AND o.next_attempt_at <= pg_catalog.now()) AS oldest_due,
+	               pg_catalog.sum(o.num_segments) AS pending_segments
+	          FROM @extschema@.twilio_outbox o
+	         WHERE o.pool = p.name AND o.status IN ('queued', 'retrying', 'sending')) a ON true
+	  LEFT JOIN LATERAL (
+	        SELECT pg_catalog.count(*) FILTER (WHERE o.status = 'sent'
+	                   AND o.finished_at > pg_catalog.now() - interval '1 minute') AS sent_last_minute,
+	               pg_catalog.count(*) FILTER (WHERE o.status = 'sent') AS sent_last_hour,
+	               pg_catalog.count(*) FILTER (WHERE o.status = 'failed') AS failed_last_hour,
+	               COALESCE(pg_catalog.sum(o.num_segments) FILTER (WHERE o.status = 'sent'
+	                   AND o.finished_at > pg_catalog.now() - interval '1 minute'), 0) AS segments_last_minute
+	          FROM @extschema@.twilio_outbox o
+	         WHERE o.pool = p.name AND o.status IN ('sent', 'failed')
+	           AND o.finished_at > pg_catalog.now() - interval '1 hour') f ON true
+	  LEFT JOIN LATERAL (
+	        SELECT pg_catalog.jsonb_object_agg(x.reason, x.n) AS by_reason
+	          FROM (SELECT CASE WHEN o.last_http_status IS NULL THEN 'transport'
+	                            ELSE o.last_http_status::text END AS reason,
+	                       pg_catalog.count(*) AS n
+	                  FROM @extschema@.twilio_outbox o
+	                 WHERE o.pool = p.name AND o.status = 'retrying'
+	                 GROUP BY 1) x) r ON true
+	  LEFT JOIN @extschema@._twilio_pool_status() w ON w.pool = p.name;
+$$;
+
+CREATE VIEW twilio_queue_stats AS
+	SELECT * FROM _twilio_queue_stats();
+COMMENT ON VIEW twilio_queue_stats IS 'One row per pool: queue depth, recent throughput and failures, estimated drain time';
+
+CREATE VIEW twilio_error_stats AS
+	SELECT e.pool, e.http_status, e.error_code,
+	       pg_catalog.count(*) AS count,
+	       pg_catalog.max(e.at) AS last_seen,
+	       (pg_catalog.array_agg(e.message_id ORDER BY e.at DESC))[1] AS example_id,
+	       pg_catalog.count(*) FILTER (WHERE e.outcome = 'failed') AS failed,
+	       pg_catalog.count(*) FILTER (WHERE e.outcome <> 'failed') AS retried,
+	       (pg_catalog.array_agg(e.error ORDER BY e.at DESC))[1] AS last_error
+	  FROM @extschema@._twilio_attempt_errors e
+	 WHERE e.at > pg_catalog.now() - interval '1 hour'
+	 GROUP BY e.pool, e.http_status, e.error_code;
+COMMENT ON VIEW twilio_error_stats IS 'Failed attempts of the last hour by pool, HTTP status and Twilio error code';
+
+------------------------------------------------------------------------
+-- Webhooks: status callbacks, inbound messages, opt-outs
+------------------------------------------------------------------------
+
+-- Every accepted callback, stored as received ("acknowledge first, process
+-- later"); the worker applies them afterwards.  Nothing rejected is stored.
+CREATE TABLE twilio_inbox (
+	id					bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	received_at			timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	kind				text NOT NULL,
+	params				jsonb NOT NULL,
+	idempotency_token	text UNIQUE,
+	message_sid			text GENERATED ALWAYS AS
+		(CASE WHEN kind = 'status' THEN params OPERATOR(pg_catalog.->>) 'MessageSid' END) STORED,
+	message_status		text GENERATED ALWAYS AS
+		(CASE WHEN kind = 'status' THEN params OPERATOR(pg_catalog.->>) 'MessageStatus' END) STORED,
+	applied_at			timestamptz,
+	outcome				text,
+	retry_at			timestamptz,
+	CONSTRAINT twilio_inbox_kind_check CHECK (kind IN ('status', 'inbound')),
+	CONSTRAINT twilio_inbox_outcome_check CHECK (outcome IN ('applied', 'stale', 'unmatched', 'ignored'))
+);
+-- A redelivered status callback without an idempotency token is still a duplicate.
+CREATE UNIQUE INDEX twilio_inbox_status_key ON twilio_inbox (message_sid, message_status);
+CREATE INDEX twilio_inbox_unapplied_idx ON twilio_inbox (id) WHERE applied_at IS NULL;
+CREATE INDEX twilio_inbox_received_idx ON twilio_inbox (received_at);
+COMMENT ON TABLE twilio_inbox IS 'Status callbacks and inbound messages from Twilio, stored when accepted and applied afterwards';
+COMMENT ON COLUMN twilio_inbox.params IS 'the POST parameters, as a JSON object of strings';
+COMMENT ON COLUMN twilio_inbox.idempotency_token IS 'I-Twilio-Idempotency-Token: the same for every redelivery of a callback';
+COMMENT ON COLUMN twilio_inbox.outcome IS 'applied; stale (an older status than the row has); unmatched (no message has the sid); ignored (an unknown status)';
+COMMENT ON COLUMN twilio_inbox.retry_at IS 'a status callback for a sid not recorded yet is tried again from this time';
+
+CREATE TABLE twilio_opt_outs (
+	phone_number	text PRIMARY KEY,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	source			text
+);
+COMMENT ON TABLE twilio_opt_outs IS 'Numbers that opted out: messages to them fail with 21610 without a request';
+COMMENT ON COLUMN twilio_opt_outs.source IS 'how the number got here: ''inbound STOP'' (the keyword), ''error 21610'', or set by hand';
+
+-- API: private
+-- The order of Twilio's message statuses: a status callback never moves a
+-- message backwards, and a final status is never overwritten.  0: unknown.
+CREATE FUNCTION _twilio_delivery_rank(s text) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE
+	WHEN s IN ('queued', 'accepted', 'scheduled') THEN 1
+	WHEN s = 'sending' THEN 2
+	WHEN s = 'sent' THEN 3
+	WHEN s IN ('delivered', 'undelivered', 'failed', 'read', 'canceled', 'partially_delivered') THEN 4
+	ELSE 0
+END;
+
+-- API: private
+-- Apply up to max_events stored callbacks, oldest first: status callbacks
+-- onto the outbox row with their MessageSid, inbound opt-out keywords onto
+-- twilio_opt_outs.  Returns how many were applied.  Rows are locked (not
+-- skipped), so when it returns everything stored before it started is applied.
+CREATE FUNCTION _twilio_apply_inbox(max_events integer DEFAULT 1000) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	ids bigint[];
+	n integer;
+BEGIN
+	SELECT array_agg(x.id ORDER BY x.id) INTO ids
+	  FROM (SELECT i.id FROM @extschema@.twilio_inbox i
+	         WHERE i.applied_at IS NULL AND (i.retry_at IS NULL OR i.retry_at <= now())
+	         ORDER BY i.id LIMIT max_events FOR UPDATE) x;
+	IF ids IS NULL THEN
+		RETURN 0;
+	END IF;
+
+	-- status callbacks: per sid the furthest status of the batch, if it is
+	-- further than the row's
+	WITH ev AS (
+		SELECT DISTINCT ON (i.message_sid) i.message_sid AS sid, i.message_status AS status,
+		       CASE WHEN i.params->>'ErrorCode' ~ '^[0-9]{1,9}$'
+		            THEN (i.params->>'ErrorCode')::integer END AS code,
+		       i.received_at
+		  FROM @extschema@.twilio_inbox i
+		 WHERE i.id = ANY (ids) AND i.kind = 'status'
+		   AND @extschema@._twilio_delivery_rank(i.message_status) > 0
+		 ORDER BY i.message_sid, @extschema@._twilio_delivery_rank(i.message_status) DESC, i.id)
+	UPDATE @extschema@.twilio_outbox o
+	   SET delivery_status = ev.status,
+	       delivered_at = CASE WHEN ev.status IN ('delivered', 'read')
+	                           THEN COALESCE(o.delivered_at, ev.received_at) ELSE o.delivered_at END,
+	       last_error_code = COALESCE(ev.code, o.last_error_code),
+	       last_error = CASE WHEN ev.code IS NOT NULL
+	                         THEN format('delivery status %s, error %s', ev.status, ev.code)
+	                         ELSE o.last_error END
+	  FROM ev
+	 WHERE o.twilio_sid = ev.sid
+	   AND @extschema@._twilio_delivery_rank(ev.status) >
+	       COALESCE(@extschema@._twilio_delivery_rank(o.delivery_status), 0);
+
+	-- inbound opt-out keywords: per number the latest one of the batch wins
+	WITH kw AS (
+		SELECT DISTINCT ON (i.params->>'From') i.params->>'From' AS number,
+		       upper(btrim(i.params->>'Body', E' \t\r\n')) AS word, i.received_at
+		  FROM @extschema@.twilio_inbox i
+		 WHERE i.id = ANY (ids) AND i.kind = 'inbound' AND COALESCE(i.params->>'From', '') <> ''
+		   AND upper(btrim(i.params->>'Body', E' \t\r\n')) IN
+		       ('STOP', 'STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT', 'START', 'YES', 'UNSTOP')
+		 ORDER BY i.params->>'From', i.id DESC),
+	ins AS (
+		INSERT INTO @extschema@.twilio_opt_outs (phone_number, created_at, source)
+		SELECT kw.number, kw.received_at, 'inbound ' || kw.word FROM kw
+		 WHERE kw.word NOT IN ('START', 'YES', 'UNSTOP')
+		ON CONFLICT (phone_number) DO NOTHING)
+	DELETE FROM @extschema@.twilio_opt_outs x
+	 USING kw
+	 WHERE kw.word IN ('START', 'YES', 'UNSTOP') AND x.phone_number = kw.number;
+
+	-- a status callback may come before the worker has recorded the sid:
+	-- try it again for 10 minutes before calling it unmatched
+	UPDATE @extschema@.twilio_inbox i
+	   SET applied_at = now(),
+	       outcome = CASE
+	           WHEN i.kind = 'inbound' THEN 'applied'
+	           WHEN @extschema@._twilio_delivery_rank(i.message_status) = 0 THEN 'ignored'
+	           WHEN o.id IS NULL THEN 'unmatched'
+	           WHEN o.delivery_status = i.message_status THEN 'applied'
+	           ELSE 'stale' END,
+	       retry_at = NULL
+	  FROM (SELECT u.id FROM unnest(ids) u(id)) b
+	  LEFT JOIN LATERAL (SELECT i2.message_sid FROM @extschema@.twilio_inbox i2 WHERE i2.id = b.id) s ON true
+	  LEFT JOIN LATERAL (SELECT o.id, o.delivery_status FROM @extschema@.twilio_outbox o
+	                      WHERE o.twilio_sid = s.message_sid LIMIT 1) o ON true
+	 WHERE i.id = b.id
+	   AND (i.kind = 'inbound' OR o.id IS NOT NULL
+	        OR @extschema@._twilio_delivery_rank(i.message_status) = 0
+	        OR i.received_at < now() - interval '10 minutes');
+	GET DIAGNOSTICS n = ROW_COUNT;
+
+	-- tried again after as long as it has waited (at least 1 s, at most 1 min)
+	UPDATE @extschema@.twilio_inbox i
+	   SET retry_at = now() + LEAST(GREATEST(now() - i.received_at, interval '1 second'), interval '1 minute')
+	 WHERE i.id = ANY (ids) AND i.applied_at IS NULL;
+	RETURN n;
+END
+$$;
+
+CREATE FUNCTION twilio_ingest_callback(path text, params jsonb, signature text, url text)
+RETURNS boolean
+LANGUAGE c VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'twilio_outbox_ingest_callback_1_0';
+COMMENT ON FUNCTION twilio_ingest_callback(text, jsonb, text, text) IS
+	'Check a Twilio callback''s X-Twilio-Signature and store it for the worker to apply; false (and nothing stored) when the signature does not match';
+
+-- API: private
+CREATE FUNCTION _twilio_webhook_counters(
+	OUT listen text, OUT listener_pid integer, OUT requests bigint, OUT accepted bigint,
+	OUT duplicates bigint, OUT rejected bigint, OUT errors bigint)
+RETURNS record
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'twilio_outbox_webhook_counters_1_0';
+
+CREATE VIEW twilio_webhook_stats AS
+	SELECT c.listen, c.listener_pid, c.requests, c.accepted, c.duplicates, c.rejected, c.errors,
+	       i.received_last_hour, i.status_last_hour, i.inbound_last_hour, i.applied_last_hour,
+	       u.unapplied, u.lag
+	  FROM @extschema@._twilio_webhook_counters() c,
+	       LATERAL (SELECT pg_catalog.count(*) AS received_last_hour,
+	                       pg_catalog.count(*) FILTER (WHERE x.kind = 'status') AS status_last_hour,
+	                       pg_catalog.count(*) FILTER (WHERE x.kind = 'inbound') AS inbound_last_hour,
+	                       pg_catalog.count(*) FILTER (WHERE x.applied_at IS NOT NULL) AS applied_last_hour
+	                  FROM @extschema@.twilio_inbox x
+	                 WHERE x.received_at > pg_catalog.now() - interval '1 hour') i,
+	       LATERAL (SELECT pg_catalog.count(*) AS unapplied,
+	                       pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.min(x.received_at) AS lag
+	                  FROM @extschema@.twilio_inbox x WHERE x.applied_at IS NULL) u;
+COMMENT ON VIEW twilio_webhook_stats IS
+	'Callbacks: requests, accepted, duplicates and rejected (bad signature) since the server started; received and applied in the last hour; unapplied and the age of the oldest (lag)';
+
+CREATE VIEW twilio_delivery_stats AS
+	SELECT p.name AS pool,
+	       pg_catalog.count(o.id) AS sent_last_hour,
+	       pg_catalog.count(o.id) FILTER (WHERE o.delivery_status IN ('delivered', 'read')) AS delivered,
+	       pg_catalog.count(o.id) FILTER (WHERE o.delivery_status = 'undelivered') AS undelivered,
+	       pg_catalog.count(o.id) FILTER (WHERE o.delivery_status = 'failed') AS failed,
+	       pg_catalog.count(o.id) FILTER (WHERE @extschema@._twilio_delivery_rank(o.delivery_status) < 4) AS awaiting,
+	       pg_catalog.round(pg_catalog.count(o.id) FILTER (WHERE o.delivery_status IN ('delivered', 'read'))::numeric
+	             OPERATOR(pg_catalog./) NULLIF(pg_catalog.count(o.id) FILTER (
+	                 WHERE o.delivery_status IN ('delivered', 'read', 'undelivered', 'failed')), 0), 4) AS delivery_rate
+	  FROM @extschema@.twilio_pools p
+	  LEFT JOIN @extschema@.twilio_outbox o
+	    ON o.pool = p.name AND o.status = 'sent' AND o.finished_at > pg_catalog.now() - interval '1 hour'
+	 GROUP BY p.name;
+COMMENT ON VIEW twilio_delivery_stats IS
+	'Per pool, messages sent in the last hour by what their status callbacks said: delivered, undelivered, failed, still awaiting';
+
+------------------------------------------------------------------------
+-- Privileges: PUBLIC gets nothing
+------------------------------------------------------------------------
+
+REVOKE ALL ON TABLE twilio_pools, twilio_outbox, _twilio_attempt_errors, twilio_inbox,
+	twilio_opt_outs FROM PUBLIC;
+REVOKE ALL ON FUNCTION
+	_twilio_sender_form(text), _twilio_pools_validate(), _twilio_pools_guard_delete(),
+	twilio_enqueue(text, text, text, text[], timestamptz, interval, integer, text, text, jsonb),
+	twilio_cancel(bigint), twilio_retry(bigint), _twilio_wake_at_commit(), _twilio_session_xact_callbacks(),
+	twilio_enqueue_trigger(), _twilio_check_trigger(oid, regprocedure), _twilio_on_create_trigger(),
+	_twilio_worker_status(), _twilio_pool_status(), _twilio_check_pool(text), _twilio_queue_stats(),
+	twilio_pool_pause(text, timestamptz), twilio_pool_resume(text),
+	twilio_retry_failed(text, timestamptz), _twilio_delivery_rank(text), _twilio_apply_inbox(integer),
+	twilio_ingest_callback(text, jsonb, text, text), _twilio_webhook_counters()
+	FROM PUBLIC;
+REVOKE ALL ON twilio_pool_status, twilio_worker_status, twilio_queue_stats, twilio_error_stats,
+	twilio_webhook_stats, twilio_delivery_stats FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION
+	twilio_enqueue(text, text, text, text[], timestamptz, interval, integer, text, text, jsonb),
+	twilio_cancel(bigint), twilio_enqueue_trigger()
+	TO twilio_outbox_writer;
+GRANT SELECT ON twilio_pools, twilio_outbox TO twilio_outbox_writer;
+
+GRANT EXECUTE ON FUNCTION twilio_retry(bigint), twilio_retry_failed(text, timestamptz),
+	twilio_pool_pause(text, timestamptz), twilio_pool_resume(text) TO twilio_outbox_admin;
+-- the pools' CHECK constraint and validation trigger run as the user writing the row
+GRANT EXECUTE ON FUNCTION _twilio_sender_form(text) TO twilio_outbox_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON twilio_pools TO twilio_outbox_admin;
+
+GRANT EXECUTE ON FUNCTION _twilio_worker_status(), _twilio_pool_status(), _twilio_queue_stats()
+	TO pg_monitor, twilio_outbox_admin;
+GRANT SELECT ON twilio_pool_status, twilio_worker_status, twilio_queue_stats, twilio_error_stats
+	TO pg_monitor, twilio_outbox_admin;
+
+-- Webhooks: a user's own web tier hands Twilio's callbacks to twilio_ingest_callback
+-- (it checks the signature itself, so the caller need not be trusted with the table).
+GRANT EXECUTE ON FUNCTION twilio_ingest_callback(text, jsonb, text, text) TO twilio_outbox_writer;
+GRANT SELECT ON twilio_opt_outs TO twilio_outbox_writer;
+GRANT SELECT, INSERT, UPDATE, DELETE ON twilio_opt_outs TO twilio_outbox_admin;
+GRANT SELECT ON twilio_inbox TO twilio_outbox_admin;
+GRANT EXECUTE ON FUNCTION _twilio_webhook_counters(), _twilio_delivery_rank(text)
+	TO pg_monitor, twilio_outbox_admin;
+GRANT SELECT ON twilio_webhook_stats, twilio_delivery_stats TO pg_monitor, twilio_outbox_admin;
+
+------------------------------------------------------------------------
+-- Backups: the user's data comes back with pg_dump / pg_restore
+------------------------------------------------------------------------
+
+SELECT pg_catalog.pg_extension_config_dump('twilio_pools', '');
+SELECT pg_catalog.pg_extension_config_dump('twilio_outbox', '');
+SELECT pg_catalog.pg_extension_config_dump('twilio_outbox_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('twilio_inbox', '');
+SELECT pg_catalog.pg_extension_config_dump('twilio_inbox_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('twilio_opt_outs', '');
