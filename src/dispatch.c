@@ -645,7 +645,7 @@ tob_dispatch_collect(const char *schema, bool shutting_down)
 			char	   *next_url;
 
 			count(&tob_shared->totals.lookups);
-			tob_policy_observe(e->pool, e->id, signal, &result, tob_http_in_flight(), mono);
+			tob_policy_observe(e->pool, e->id, signal, true, &result, tob_http_in_flight(), mono);
 			if (signal == TOB_SIGNAL_AUTH)
 			{
 				TobOutcome	o = {0};
@@ -682,7 +682,7 @@ tob_dispatch_collect(const char *schema, bool shutting_down)
 
 			tob_parse_response(result.body, result.body_len, &answer);
 			tob_policy_decide(&result, &answer, e->attempts + 1, now, &outcome);
-			tob_policy_observe(e->pool, e->id, outcome.signal, &result, tob_http_in_flight(), mono);
+			tob_policy_observe(e->pool, e->id, outcome.signal, false, &result, tob_http_in_flight(), mono);
 			finish_outcome(e, &outcome, now);
 		}
 	}

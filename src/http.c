@@ -452,6 +452,7 @@ tob_http_next_result(TobHttpResult *result)
 	else
 	{
 		result->maybe_sent = !never_sent(t->easy, msg->data.result);
+		result->timed_out = msg->data.result == CURLE_OPERATION_TIMEDOUT;
 		snprintf(result->error, sizeof(result->error), "%s%s%s",
 				 curl_easy_strerror(msg->data.result),
 				 t->errbuf[0] ? ": " : "", t->errbuf);

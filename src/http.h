@@ -23,6 +23,7 @@ typedef struct TobHttpResult
 	int64		id;				/* the caller's id for the request */
 	long		status;			/* HTTP status, 0 when no answer came */
 	bool		maybe_sent;		/* no answer, and Twilio may have the request */
+	bool		timed_out;		/* no answer within request_timeout_ms */
 	char		error[256];		/* transport error, empty when an answer came */
 	char	   *body;			/* the answer, up to TOB_HTTP_MAX_BODY bytes */
 	size_t		body_len;

@@ -13,8 +13,8 @@
  *	 refused, DNS, TLS			retrying with backoff (nothing reached Twilio)
  *	 500, 502, 504, other 5xx,	retrying and ambiguous: Twilio may have the message,
  *	 2xx without a sid, a		so it is looked up (reconcile.c) before it is sent
- *	 timeout or lost			again, not before lookup_settle_ms (and after a
- *	 connection after the		timeout not before request_timeout_ms)
+ *	 timeout or lost			again, not before lookup_settle_ms (after a
+ *	 connection after the		timeout, not before request_timeout_ms either)
  *	 request went out
  *	 401, 403					queued again without spending the attempt
  *	 other 4xx					failed at once, Twilio's code and message kept
@@ -26,10 +26,10 @@
  *	 429/20429 is the account's concurrent requests (messages and calls
  *	 together).  The lever is the number in flight: an adaptive window
  *	 between 1 and max_concurrency, cut to 0.9 of what was in flight at most
- *	 once per round trip (never below what Twilio-Concurrent-Requests says
- *	 it allowed), grown by one per window of successes up to the level
- *	 where the last 429 came and eight times slower beyond it.  No pause:
- *	 the rows themselves wait for Retry-After.
+ *	 once per round trip (and to no more than Twilio-Concurrent-Requests
+ *	 says it allowed), grown by one per window of successes, eight times
+ *	 slower just past the level where the last 429 came (for 30 s).  No
+ *	 pause: the rows themselves wait for Retry-After.
  *
  *	 21611 is one sender's queue at Twilio being full.  The lever is the
  *	 pool's rate: halved at most once a second, never below 1/16 of mps,
@@ -39,7 +39,7 @@
  *	 itself; a pool, or the whole account, is held only while failures are
  *	 near-total: a circuit breaker opens when at least 90% of the last 20
  *	 answers within 10 s failed (10 at least), stays open 0.5 s doubling to
- *	 30 s, then lets one probe through (half-open); a probe that succeeds
+ *	 10 s, then lets one probe through (half-open); a probe that succeeds
  *	 closes it.  A storm of 40% failures never opens it.
  *
  *	 401/403 hold the account: one probe after 1 s, 2 s, 4 s ... 60 s, or at
@@ -76,7 +76,9 @@
 #define SENDER_QUEUE_FULL		21611	/* Twilio: the sender's queue is full */
 
 #define WINDOW_DECREASE			0.9
-#define WINDOW_BEYOND_CEILING	8	/* windows of successes per step past the last 429 */
+#define WINDOW_BEYOND_CEILING	8	/* windows of successes per step just past the last 429 */
+#define CEILING_ZONE			1.25	/* "just past": up to this much above it */
+#define CEILING_MEMORY_US		30000000	/* a 429 older than this is forgotten */
 #define MIN_RTT_US				5000
 
 #define SLOWDOWN_INTERVAL_US	1000000
@@ -89,7 +91,7 @@
 #define BREAKER_TRIP_RATE		0.9
 #define BREAKER_HORIZON_US		10000000
 #define BREAKER_COOLDOWN_MIN_US 500000
-#define BREAKER_COOLDOWN_MAX_US 30000000
+#define BREAKER_COOLDOWN_MAX_US 10000000
 
 #define AUTH_BACKOFF_MIN_US		1000000
 #define AUTH_BACKOFF_MAX_US		60000000
@@ -107,10 +109,11 @@ typedef struct Breaker
 
 static Breaker account_breaker;
 static Breaker pool_breakers[TOB_MAX_POOLS];
-static TobMono last_sender_full[TOB_MAX_POOLS];
+static TobMono last_sender_full[TOB_MAX_POOLS];	/* the last 21611 */
+static TobMono last_slowdown[TOB_MAX_POOLS];	/* the last cut it made */
 
 static TobMono last_decrease = 0;
-static double ceiling = 0;		/* window at the last 429, 0: none seen */
+static double ceiling = 0;		/* window at the last 429, 0: none recent */
 static int64 auth_backoff_us = 0;
 static int64 auth_probe_id = 0;
 
@@ -212,7 +215,7 @@ tob_policy_decide(const TobHttpResult *result, const TobTwilioResponse *answer,
 		 * A request that outlived our timeout may still be at work at
 		 * Twilio; give it as long again before looking it up.
 		 */
-		if (status == 0)
+		if (result->timed_out)
 			delay_us = Max(delay_us, (int64) tob_request_timeout_ms * 1000);
 	}
 	out->next_attempt_at = now + delay_us;
@@ -236,11 +239,13 @@ breaker_clear(Breaker *b)
 /*
  * Feed one answer to a breaker whose published state is *state and
  * *held_until.  Answers to requests started before it opened are ignored:
- * only its probe speaks while it is not closed.
+ * only its probe speaks while it is not closed.  A lookup's answer
+ * (judged = false) is no sample: the list endpoint failing says nothing
+ * about sending; as a probe it only makes room for the next one.
  */
 static void
 breaker_record(Breaker *b, TobBreakerState *state, TobMono *held_until,
-			   bool failed, int64 id, TobMono now)
+			   bool judged, bool failed, int64 id, TobMono now)
 {
 	int			recent = 0;
 	int			failures = 0;
@@ -251,6 +256,8 @@ breaker_record(Breaker *b, TobBreakerState *state, TobMono *held_until,
 		if (id == 0 || id != b->probe_id)
 			return;
 		b->probe_id = 0;
+		if (!judged)
+			return;
 		if (failed)
 		{
 			b->trips++;
@@ -265,6 +272,8 @@ breaker_record(Breaker *b, TobBreakerState *state, TobMono *held_until,
 		}
 		return;
 	}
+	if (!judged)
+		return;
 
 	b->at[b->next] = now;
 	b->failed[b->next] = failed;
@@ -349,6 +358,7 @@ tob_policy_pool_added(int pool)
 {
 	breaker_clear(&pool_breakers[pool]);
 	last_sender_full[pool] = 0;
+	last_slowdown[pool] = 0;
 }
 
 /* The window after a 429.  Caller holds the lock. */
@@ -368,23 +378,29 @@ window_decrease(TobAccountState *acct, int in_flight, int twilio_concurrent, Tob
 	acct->window = Max(1.0, floor(target * WINDOW_DECREASE));
 }
 
-/* The window after a success.  Caller holds the lock. */
+/*
+ * The window after a success: one more per window of successes, but
+ * eight times slower just past where the last 429 came, where the limit
+ * most likely is.  Caller holds the lock.
+ */
 static void
-window_increase(TobAccountState *acct, int in_flight)
+window_increase(TobAccountState *acct, int in_flight, TobMono now)
 {
 	double		step = 1.0 / acct->window;
 
 	/* grow only a window that is used, or idling would earn a burst */
 	if (in_flight + 1 < floor(acct->window))
 		return;
-	if (ceiling > 0 && acct->window >= ceiling)
+	if (ceiling > 0 && now - last_decrease > CEILING_MEMORY_US)
+		ceiling = 0;
+	if (ceiling > 0 && acct->window >= ceiling && acct->window < ceiling * CEILING_ZONE + 1)
 		step /= WINDOW_BEYOND_CEILING;
 	acct->window = Min((double) tob_max_concurrency, acct->window + step);
 }
 
 void
-tob_policy_observe(int pool, int64 id, TobSignal signal, const TobHttpResult *result,
-				   int in_flight, TobMono now)
+tob_policy_observe(int pool, int64 id, TobSignal signal, bool lookup,
+				   const TobHttpResult *result, int in_flight, TobMono now)
 {
 	TobAccountState *acct = &tob_shared->account;
 	TobPoolSlot *slot = &tob_shared->pools[pool];
@@ -405,14 +421,17 @@ tob_policy_observe(int pool, int64 id, TobSignal signal, const TobHttpResult *re
 			window_decrease(acct, in_flight, result->concurrent_requests, now);
 			break;
 		case TOB_SIGNAL_SENDER_FULL:
-			if (last_sender_full[pool] == 0 ||
-				now - last_sender_full[pool] >= SLOWDOWN_INTERVAL_US)
+			/* the answers to requests already out belong to the same cut */
+			if (last_slowdown[pool] == 0 || now - last_slowdown[pool] >= SLOWDOWN_INTERVAL_US)
+			{
 				tob_pacing_set_rate(slot, Max(slot->mps * SLOWDOWN_FLOOR,
 											  slot->effective_mps * SLOWDOWN_FACTOR), now);
+				last_slowdown[pool] = now;
+			}
 			last_sender_full[pool] = now;
 			break;
 		case TOB_SIGNAL_OK:
-			window_increase(acct, in_flight);
+			window_increase(acct, in_flight, now);
 			break;
 		case TOB_SIGNAL_AUTH:
 			if (acct->hold != TOB_HOLD_AUTH)
@@ -445,8 +464,10 @@ tob_policy_observe(int pool, int64 id, TobSignal signal, const TobHttpResult *re
 
 	if (signal != TOB_SIGNAL_AUTH)
 	{
-		breaker_record(&pool_breakers[pool], &slot->breaker, &slot->held_until, failed, id, now);
-		breaker_record(&account_breaker, &acct->breaker, &acct->breaker_until, failed, id, now);
+		breaker_record(&pool_breakers[pool], &slot->breaker, &slot->held_until, !lookup,
+					   failed, id, now);
+		breaker_record(&account_breaker, &acct->breaker, &acct->breaker_until, !lookup,
+					   failed, id, now);
 	}
 	if (acct->hold != TOB_HOLD_AUTH)
 	{

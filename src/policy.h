@@ -72,10 +72,11 @@ extern void tob_policy_reload(void);
 extern void tob_policy_pool_added(int pool);
 
 /*
- * Take in the answer to request `id` of `pool`: the window, holds and
- * breakers move.  in_flight: our requests still in flight.
+ * Take in the answer to request `id` of `pool` (a page of the list when
+ * `lookup`): the window, holds and breakers move.  in_flight: our requests
+ * still in flight.
  */
-extern void tob_policy_observe(int pool, int64 id, TobSignal signal,
+extern void tob_policy_observe(int pool, int64 id, TobSignal signal, bool lookup,
 							   const TobHttpResult *result, int in_flight, TobMono now);
 
 /* How many requests may start now over all pools (0 while held). */

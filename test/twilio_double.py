@@ -519,6 +519,9 @@ def basic_credentials(header):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "TwilioDouble/1.0"
+    # headers and body go out in two writes: without TCP_NODELAY the body
+    # waits for the client's delayed ACK (40 ms) on a kept-alive connection
+    disable_nagle_algorithm = True
 
     def setup(self):
         super().setup()
