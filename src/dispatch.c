@@ -688,10 +688,6 @@ tob_dispatch_collect(const char *schema, bool shutting_down)
 	}
 	if (ndone > 0)
 		settle_lookups(schema, done, ndone, shutting_down, GetCurrentTimestamp());
-
-	LWLockAcquire(tob_shared->lock, LW_EXCLUSIVE);
-	tob_shared->in_flight = tob_http_in_flight();
-	LWLockRelease(tob_shared->lock);
 }
 
 /*---- recording ----*/

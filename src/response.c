@@ -259,6 +259,7 @@ typedef struct ListState
 	bool		in_kept;		/* inside an element that has a slot in items */
 	TobListed  *items;
 	int			n;
+	int			cap;
 	char	   *next_page_uri;
 } ListState;
 
@@ -271,6 +272,12 @@ list_object_start(void *arg)
 	if (st->items_depth > 0 && st->depth == st->items_depth + 1)
 	{
 		st->in_kept = st->n < TOB_LIST_MAX;
+		if (st->in_kept && st->n == st->cap)
+		{
+			/* grown as items come: memory follows the answer's size */
+			st->cap = Min(TOB_LIST_MAX, st->cap * 2);
+			st->items = repalloc(st->items, sizeof(TobListed) * st->cap);
+		}
 		if (st->in_kept)
 			memset(&st->items[st->n++], 0, sizeof(TobListed));
 	}
@@ -396,7 +403,8 @@ tob_parse_list(const char *body, size_t len, const char *array_name,
 	JsonSemAction sem = {0};
 
 	st.array_name = array_name;
-	st.items = palloc(sizeof(TobListed) * TOB_LIST_MAX);
+	st.cap = 4;
+	st.items = palloc(sizeof(TobListed) * st.cap);
 	sem.semstate = &st;
 	sem.object_start = list_object_start;
 	sem.object_end = list_struct_end;
@@ -405,11 +413,14 @@ tob_parse_list(const char *body, size_t len, const char *array_name,
 	sem.object_field_start = list_field_start;
 	sem.scalar = list_scalar;
 
-	*items = st.items;
 	if (next_page_uri)
 		*next_page_uri = NULL;
 	if (!parse_object(body, len, &sem))
+	{
+		*items = st.items;
 		return -1;
+	}
+	*items = st.items;
 	if (next_page_uri)
 		*next_page_uri = st.next_page_uri;
 	return st.n;

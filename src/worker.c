@@ -279,6 +279,10 @@ report_state(TobMono now)
 	else
 		state = tob_http_in_flight() > 0 ? TOB_STATE_SENDING : TOB_STATE_IDLE;
 	enter_state(state);
+
+	LWLockAcquire(tob_shared->lock, LW_EXCLUSIVE);
+	tob_shared->in_flight = tob_http_in_flight();
+	LWLockRelease(tob_shared->lock);
 }
 
 /*

@@ -67,9 +67,10 @@ MessagingServiceSid), "path": "messages_create"|"messages_list" or a list
 (default messages_create)}, "count": N, "probability": p (seeded RNG),
 "until": epoch secs, "duration_s": s, "action": {"status": 503,
 "code": 20503, "message": str, "retry_after": "1", "delay_ms": 200,
-"drop": true, "process": true}}. Action keys may also sit at the top level.
+"drop": true, "process": true, "early": true}}. Action keys may also sit at the top level.
 The first live matching rule applies; count is spent only when it applies.
-process=true stores the message as accepted, then errors or drops.
+process=true stores the message as accepted, then errors or drops.  early=true
+stores it when the request arrives and answers 201 after the delay.
 """
 
 import argparse
@@ -129,7 +130,8 @@ DEFAULT_SETTINGS = {"delay_ms": 0, "account_concurrency": None, "sender_mps": {}
                     "sender_burst": 1, "retry_after": None, "seed": 0, "queued_for_s": 0,
                     "sender_queue_limit": None}
 RULE_KEYS = {"match", "count", "probability", "until", "duration_s", "action"}
-ACTION_KEYS = {"status", "code", "message", "retry_after", "delay_ms", "drop", "process"}
+ACTION_KEYS = {"status", "code", "message", "retry_after", "delay_ms", "drop", "process",
+               "early"}
 MATCH_KEYS = {"to", "from", "path"}
 
 
@@ -677,6 +679,12 @@ class Handler(BaseHTTPRequestHandler):
         failing = action.get("drop") or "status" in action
         if not failing and not state.take_token(senders[0]):
             raise ApiError(429, 20429, retry_after=state.setting("retry_after"))
+        if action.get("early"):
+            # stored (and listed) at once, answered after the delay
+            message = state.accept(form, record["seq"])
+            record["sid"] = message["sid"]
+            time.sleep((action.get("delay_ms", 0) + state.setting("delay_ms")) / 1000)
+            return message
         time.sleep((action.get("delay_ms", 0) + state.setting("delay_ms")) / 1000)
         if failing:
             if action.get("process"):
