@@ -169,6 +169,99 @@ nesting_depth(const char *body, size_t len)
 	return max;
 }
 
+static int
+hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* The code unit of a \uXXXX escape at s (s[0] == '\\'), or -1. */
+static int
+escape_unit(const char *s, size_t left)
+{
+	int			v = 0;
+	int			i;
+
+	if (left < 6 || s[0] != '\\' || s[1] != 'u')
+		return -1;
+	for (i = 2; i < 6; i++)
+	{
+		int			h = hex_value(s[i]);
+
+		if (h < 0)
+			return -1;
+		v = v * 16 + h;
+	}
+	return v;
+}
+
+/*
+ * Copy body to dst (len + 1 bytes) with every \u escape of a character
+ * outside ASCII written as that character in UTF-8, and NUL-terminate;
+ * returns the new length.  PostgreSQL's JSON parser turns such escapes
+ * into the database encoding, but passes raw bytes through as they are:
+ * in a database that is not UTF8 the two would mix, and Twilio's answers
+ * (which escape non-ASCII text) could not be compared with the UTF-8 the
+ * worker sends.  Escapes of ASCII characters (\u0022 ...) are kept for the
+ * parser, and so is anything malformed.
+ */
+static size_t
+copy_unescaped(char *dst, const char *body, size_t len)
+{
+	size_t		i = 0;
+	size_t		n = 0;
+	bool		in_string = false;
+
+	while (i < len)
+	{
+		char		c = body[i];
+		int			unit;
+
+		if (in_string && c == '\\' && (unit = escape_unit(body + i, len - i)) >= 0x80)
+		{
+			pg_wchar	cp = unit;
+			size_t		used = 6;
+			unsigned char utf8[8];
+			int			k;
+
+			if (unit >= 0xD800 && unit <= 0xDBFF)
+			{
+				int			low = escape_unit(body + i + 6, len - i - 6);
+
+				if (low < 0xDC00 || low > 0xDFFF)
+					goto verbatim;	/* the parser reports it */
+				cp = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00);
+				used = 12;
+			}
+			else if (unit >= 0xDC00 && unit <= 0xDFFF)
+				goto verbatim;
+			unicode_to_utf8(cp, utf8);
+			for (k = 0; k < pg_utf_mblen(utf8); k++)
+				dst[n++] = utf8[k];
+			i += used;
+			continue;
+		}
+verbatim:
+		if (in_string && c == '\\' && i + 1 < len)
+		{
+			dst[n++] = body[i++];
+			dst[n++] = body[i++];
+			continue;
+		}
+		if (c == '"')
+			in_string = !in_string;
+		dst[n++] = body[i++];
+	}
+	dst[n] = '\0';
+	return n;
+}
+
 /*
  * Run PostgreSQL's JSON parser over body with the given actions, if body
  * is a JSON object of bounded nesting.  Returns whether it parsed.
@@ -189,8 +282,7 @@ parse_object(const char *body, size_t len, JsonSemAction *sem)
 		return false;
 
 	copy = palloc(len + 1);
-	memcpy(copy, body, len);
-	copy[len] = '\0';
+	len = copy_unescaped(copy, body, len);
 
 	/*
 	 * The parser reports bad JSON as a result, but can still raise: a \u

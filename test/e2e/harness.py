@@ -361,7 +361,7 @@ class Cluster:
     """A throwaway PostgreSQL cluster with twilio_outbox preloaded."""
 
     def __init__(self, double=None, settings=None, db="twilio_e2e", name="pg",
-                 create_extension=True, api_base_url=None):
+                 create_extension=True, api_base_url=None, db_encoding=None):
         self.db = db
         self.name = name
         self.dir = workdir() / name
@@ -392,7 +392,8 @@ class Cluster:
         # to a missing one): create it on a first start without the extension.
         self._append_conf(base, "e2e harness")
         self.start()
-        self.sql(f'CREATE DATABASE "{db}"', db="postgres")
+        self.sql(f'CREATE DATABASE "{db}"' + (f" ENCODING '{db_encoding}' TEMPLATE template0"
+                                              if db_encoding else ""), db="postgres")
         self.stop()
         self._append_conf(conf, "twilio_outbox e2e")
         self.start()
@@ -449,9 +450,15 @@ class Cluster:
             self.start()
         self.running = True
 
+    # PGOPTIONS for the suite's own sessions (e.g. to undo database-level settings)
+    client_options = ""
+
     def env(self):
-        return _clean_env(PGHOST=self.dir, PGPORT=self.port, PGUSER="postgres",
-                          PGDATABASE=self.db, PGCONNECT_TIMEOUT=10)
+        env = _clean_env(PGHOST=self.dir, PGPORT=self.port, PGUSER="postgres",
+                         PGDATABASE=self.db, PGCONNECT_TIMEOUT=10, PGCLIENTENCODING="UTF8")
+        if self.client_options:
+            env["PGOPTIONS"] = self.client_options
+        return env
 
     def sql(self, query, *params, db=None, timeout=60):
         """Run query (one or more statements) through psql; return the rows of
