@@ -115,6 +115,9 @@ twilio_outbox_pool_status_1_0(PG_FUNCTION_ARGS)
 		bool		nulls[POOL_STATUS_COLS] = {0};
 		int			i = 0;
 
+		/* a deleted pool's slot, kept until nothing of it is in flight */
+		if (pools[p].name[0] == '\0')
+			continue;
 		values[i++] = CStringGetTextDatum(pools[p].name);
 		values[i++] = Float8GetDatum(pools[p].mps);
 		values[i++] = Float8GetDatum(pools[p].effective_mps);
