@@ -46,13 +46,15 @@ BEGIN
 	END IF;
 	-- below 0.001 the pacing arithmetic overflows; one segment per 1000 s is
 	-- as slow as a pool goes now
-	SELECT pg_catalog.string_agg(pg_catalog.format('%L (%s)', p.name, p.mps), ', ' ORDER BY p.name) INTO bad
+	SELECT pg_catalog.string_agg(pg_catalog.format('%L (%s)', p.name, pg_catalog.btrim(pg_catalog.to_char(p.mps, '9.999EEEE'))),
+	                             ', ' ORDER BY p.name) INTO bad
 	  FROM @extschema@.twilio_pools p WHERE p.mps < 0.001;
 	IF bad IS NOT NULL THEN
 		UPDATE @extschema@.twilio_pools p SET mps = 0.001 WHERE p.mps < 0.001;
 		RAISE WARNING 'mps of pools % raised to 0.001, the new minimum', bad
 			USING HINT = 'Pause a pool (twilio_pool_pause) to stop it sending.';
 	END IF;
+	-- 256: TOB_MAX_POOLS in src/shmem.h
 	IF (SELECT pg_catalog.count(*) FROM @extschema@.twilio_pools) > 256 THEN
 		RAISE WARNING 'there are more pools than the worker can serve (256)'
 			USING DETAIL = 'The pools after the first 256 by name are not served; new pools are refused from now on.',
@@ -285,7 +287,10 @@ $$;
 
 -- twilio_ingest_callback takes the I-Twilio-Idempotency-Token too.  The
 -- 4-argument function is replaced (both would make a 4-argument call
--- ambiguous); whoever was granted EXECUTE on it gets it on the new one.
+-- ambiguous).  A role that was granted EXECUTE on it directly becomes a
+-- member of twilio_outbox_webhook, which may call the new one and nothing
+-- else: a membership, unlike a grant made in this script, is not taken for
+-- one of the extension's own privileges, so pg_dump keeps it.
 CREATE FUNCTION twilio_ingest_callback(path text, params jsonb, signature text, url text,
 									   idempotency_token text DEFAULT NULL)
 RETURNS boolean
@@ -298,15 +303,21 @@ DO $$
 DECLARE
 	g record;
 BEGIN
-	FOR g IN SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::pg_catalog.regrole::text END AS grantee
+	FOR g IN SELECT a.grantee
 	           FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
 	          WHERE p.oid = '@extschema@.twilio_ingest_callback(text, jsonb, text, text)'::pg_catalog.regprocedure
 	            AND a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner
 	            AND a.grantee NOT IN (SELECT r.oid FROM pg_catalog.pg_roles r
 	                                   WHERE r.rolname IN ('twilio_outbox_writer', 'twilio_outbox_admin'))
 	LOOP
-		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.twilio_ingest_callback(text, jsonb, text, text, text) TO %s',
-								  g.grantee);
+		IF g.grantee = 0 THEN
+			RAISE WARNING 'twilio_ingest_callback was granted to PUBLIC; the new one is not'
+				USING HINT = 'Grant twilio_outbox_webhook to the role of the web tier that calls it.';
+		ELSE
+			EXECUTE pg_catalog.format('GRANT twilio_outbox_webhook TO %s', g.grantee::pg_catalog.regrole);
+			RAISE NOTICE 'role % may call twilio_ingest_callback as a member of twilio_outbox_webhook now',
+				g.grantee::pg_catalog.regrole;
+		END IF;
 	END LOOP;
 END
 $$;
