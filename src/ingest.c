@@ -159,7 +159,8 @@ ingest(FunctionCallInfo fcinfo, const char *token)
 	if (tob_auth_token_value()[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot check webhook signatures: twilio_outbox.auth_token is not set"),
+				 errmsg("cannot check webhook signatures: no auth token is set"),
+				 errdetail("Neither twilio_outbox.auth_token_file (a readable, non-empty file) nor twilio_outbox.auth_token gives one."),
 				 errhint("Put the Auth Token of the account Twilio signs callbacks for in a file, set twilio_outbox.auth_token_file to its path, and reload.")));
 	signature = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
 
