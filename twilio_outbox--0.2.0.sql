@@ -84,7 +84,7 @@ COMMENT ON COLUMN twilio_pools.paused_until IS 'a timed pause (twilio_pool_pause
 -- API: private
 -- The worker's shared memory has a slot for TOB_MAX_POOLS (src/shmem.h) pools;
 -- refuses a new pool beyond that (the check and the number are in C,
--- src/pools.c, so they cannot drift apart).
+-- src/pool_slots.c, so they cannot drift apart).
 CREATE FUNCTION _twilio_check_pool_slots() RETURNS void
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'twilio_outbox_check_pool_slots_1_0';

@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * pools.c
+ * pool_slots.c
  *		_twilio_check_pool_slots(): refuses a new twilio_pools row when the
  *		worker's shared memory has no slot left for it.
  *
@@ -16,7 +16,7 @@
  * Copyright (c) 2026, twilio_outbox developers
  *
  * IDENTIFICATION
- *	  src/pools.c
+ *	  src/pool_slots.c
  *
  *-------------------------------------------------------------------------
  */
