@@ -1,9 +1,10 @@
 EXTENSION  = twilio_outbox
 EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).control)
 MODULE_big = $(EXTENSION)
-OBJS       = src/twilio_outbox.o src/settings.o src/shmem.o src/worker.o src/queue.o \
+OBJS       = src/twilio_outbox.o src/settings.o src/shmem.o src/bgworker.o \
+             src/worker.o src/dispatch.o src/pools.o src/policy.o src/reconcile.o \
+             src/queue.o src/http.o src/pacing.o src/form.o src/response.o \
              src/enqueue.o src/trigger.o src/validate.o src/segments.o src/status.o \
-             src/form.o src/response.o src/http.o src/pacing.o src/retry.o \
              src/signature.o src/inbox.o src/ingest.o src/listener.o src/pool_slots.o
 DATA       = $(wildcard $(EXTENSION)--*.sql)
 PGFILEDESC = "twilio_outbox - transactional outbox delivering messages via Twilio"

@@ -168,6 +168,7 @@ CREATE TABLE twilio_outbox (
 	finished_at		timestamptz,
 	unconfirmed		boolean NOT NULL DEFAULT false,
 	delivered_at	timestamptz,
+	unconfirmed_since timestamptz,
 	CONSTRAINT twilio_outbox_status_check
 		CHECK (status IN ('queued', 'sending', 'sent', 'retrying', 'failed', 'expired', 'canceled')),
 	CONSTRAINT twilio_outbox_priority_check CHECK (priority BETWEEN -100 AND 100),
@@ -190,6 +191,7 @@ COMMENT ON COLUMN twilio_outbox.claimed_at IS 'when the worker last claimed the 
 COMMENT ON COLUMN twilio_outbox.finished_at IS 'when the row reached sent, failed, expired or canceled';
 COMMENT ON COLUMN twilio_outbox.delivered_at IS 'when a status callback reported the message delivered (or read)';
 COMMENT ON COLUMN twilio_outbox.unconfirmed IS 'the last attempt may have reached Twilio: look it up before sending again';
+COMMENT ON COLUMN twilio_outbox.unconfirmed_since IS 'when the first attempt that may have reached Twilio was claimed: the lookup reads Twilio''s list back to then';
 
 -- The worker's claim: due rows of one pool, highest priority first, then
 -- oldest next_attempt_at.  Partial, so finished rows never slow it down.
@@ -202,6 +204,8 @@ CREATE INDEX twilio_outbox_expiry_idx ON twilio_outbox (expires_at)
 CREATE INDEX twilio_outbox_sid_idx ON twilio_outbox (twilio_sid) WHERE twilio_sid IS NOT NULL;
 -- Per-pool counts and recent finishes for the views, and the foreign key's lookups.
 CREATE INDEX twilio_outbox_pool_status_idx ON twilio_outbox (pool, status, finished_at);
+-- The worker's once-a-second sweep for rows left in sending without a request.
+CREATE INDEX twilio_outbox_sending_idx ON twilio_outbox (id) WHERE status = 'sending';
 -- Retention: the oldest finished rows, deleted by the worker in small batches.
 CREATE INDEX twilio_outbox_finished_idx ON twilio_outbox (finished_at)
 	WHERE status IN ('sent', 'failed', 'expired', 'canceled');
@@ -286,9 +290,9 @@ BEGIN
 			      HINT = 'Pass the id of a failed, expired or canceled message.';
 	END IF;
 	-- An expiry that has already passed would expire the row again at once.
+	-- An unconfirmed row stays so: it is looked up at Twilio before it is sent.
 	UPDATE @extschema@.twilio_outbox o
 	   SET status = 'queued', attempts = 0, next_attempt_at = now(), finished_at = NULL,
-	       unconfirmed = false,
 	       expires_at = CASE WHEN o.expires_at <= now() THEN NULL ELSE o.expires_at END
 	 WHERE o.id = twilio_retry.id AND o.status IN ('failed', 'expired', 'canceled');
 	IF FOUND THEN
@@ -362,7 +366,6 @@ BEGIN
 	END IF;
 	UPDATE @extschema@.twilio_outbox o
 	   SET status = 'queued', attempts = 0, next_attempt_at = now(), finished_at = NULL,
-	       unconfirmed = false,
 	       expires_at = CASE WHEN o.expires_at <= now() THEN NULL ELSE o.expires_at END
 	 WHERE o.status = 'failed'
 	   AND (twilio_retry_failed.pool IS NULL OR o.pool = twilio_retry_failed.pool)
@@ -441,30 +444,34 @@ CREATE FUNCTION _twilio_worker_status(
 	OUT requests bigint, OUT sent bigint, OUT retried bigint, OUT failed bigint,
 	OUT expired bigint, OUT http_429 bigint, OUT http_5xx bigint,
 	OUT transport_errors bigint, OUT reconciled bigint, OUT resent_blind bigint,
-	OUT commit_wakeups bigint)
+	OUT commit_wakeups bigint, OUT concurrency_window double precision,
+	OUT max_concurrency integer, OUT twilio_concurrent_requests integer,
+	OUT rtt_ms double precision, OUT held text, OUT held_until timestamptz,
+	OUT lookups bigint, OUT lookup_failures bigint, OUT recovered bigint)
 RETURNS record
 LANGUAGE c VOLATILE STRICT
-AS 'MODULE_PATHNAME', 'twilio_outbox_worker_status_1_0';
+AS 'MODULE_PATHNAME', 'twilio_outbox_worker_status_2_0';
 
 -- API: private
 CREATE FUNCTION _twilio_pool_status(
 	OUT pool text, OUT mps double precision, OUT effective_mps double precision,
 	OUT burst integer, OUT tokens double precision, OUT paused boolean,
-	OUT paused_until timestamptz, OUT in_flight integer, OUT sent bigint)
+	OUT paused_until timestamptz, OUT in_flight integer, OUT sent bigint,
+	OUT breaker text, OUT next_cost integer)
 RETURNS SETOF record
 LANGUAGE c VOLATILE STRICT
-AS 'MODULE_PATHNAME', 'twilio_outbox_pool_status_1_0';
+AS 'MODULE_PATHNAME', 'twilio_outbox_pool_status_2_0';
 
 CREATE VIEW twilio_pool_status AS
 	SELECT * FROM _twilio_pool_status();
-COMMENT ON VIEW twilio_pool_status IS 'Per pool pacing state of the worker: effective rate, bucket tokens, pause';
+COMMENT ON VIEW twilio_pool_status IS 'Per pool pacing state of the worker: effective rate, bucket tokens, circuit breaker (paused_until: held by it until then)';
 
 CREATE VIEW twilio_worker_status AS
 	SELECT w.*,
 	       (SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(p) ORDER BY p.pool), '[]')
 	          FROM @extschema@._twilio_pool_status() p) AS pools
 	  FROM _twilio_worker_status() w;
-COMMENT ON VIEW twilio_worker_status IS 'Live state of the twilio_outbox worker, with per pool rates in pools';
+COMMENT ON VIEW twilio_worker_status IS 'Live state of the twilio_outbox worker: concurrency window, holds, counters, and per pool rates in pools';
 
 -- API: private
 -- The query behind twilio_queue_stats.  A function only so that it can carry

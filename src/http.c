@@ -52,9 +52,12 @@ typedef struct Transfer
 	size_t		form_len;
 	size_t		form_sent;
 	struct curl_slist *headers;
-	char	   *body;			/* TOB_HTTP_MAX_BODY bytes */
+	char	   *body;			/* body_cap bytes, grown up to max_body */
 	size_t		body_len;
+	size_t		body_cap;
+	size_t		max_body;
 	int			retry_after_s;
+	int			concurrent_requests;
 	char		errbuf[CURL_ERROR_SIZE];
 } Transfer;
 
@@ -159,12 +162,41 @@ write_cb(char *data, size_t size, size_t nmemb, void *arg)
 {
 	Transfer   *t = arg;
 	size_t		n = size * nmemb;
-	size_t		keep = Min(n, TOB_HTTP_MAX_BODY - t->body_len);
+	size_t		keep = Min(n, t->max_body - t->body_len);
 
-	/* keep the first TOB_HTTP_MAX_BODY bytes, read and drop the rest */
+	/* keep the first max_body bytes, read and drop the rest */
+	if (t->body_len + keep > t->body_cap)
+	{
+		size_t		cap = Min(t->max_body, Max(t->body_cap * 2, t->body_len + keep));
+		char	   *body = realloc(t->body, cap);
+
+		if (body == NULL)
+			return 0;			/* abort the transfer: an error, not a short body */
+		t->body = body;
+		t->body_cap = cap;
+	}
 	memcpy(t->body + t->body_len, data, keep);
 	t->body_len += keep;
 	return n;
+}
+
+/* The value of header `name` in a header line, trimmed, or NULL. */
+static char *
+header_value(char *line, size_t n, const char *name, char *buf, size_t bufsize)
+{
+	size_t		len = strlen(name);
+	char	   *value;
+	char	   *end;
+
+	if (n <= len || n >= bufsize || pg_strncasecmp(line, name, len) != 0 || line[len] != ':')
+		return NULL;
+	memcpy(buf, line, n);
+	buf[n] = '\0';
+	for (value = buf + len + 1; *value == ' ' || *value == '\t'; value++)
+		;
+	for (end = value + strlen(value); end > value && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '); end--)
+		*(end - 1) = '\0';
+	return value;
 }
 
 static size_t
@@ -175,24 +207,24 @@ header_cb(char *data, size_t size, size_t nitems, void *arg)
 	char		line[128];
 	char	   *value;
 	char	   *end;
-	long		secs;
+	long		number;
 	time_t		when;
 
-	if (n < 13 || n >= sizeof(line) || pg_strncasecmp(data, "Retry-After:", 12) != 0)
-		return n;
-	memcpy(line, data, n);
-	line[n] = '\0';
-	for (value = line + 12; *value == ' ' || *value == '\t'; value++)
-		;
-	for (end = value + strlen(value); end > value && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '); end--)
-		*(end - 1) = '\0';
-
-	/* delay-seconds, or an HTTP date */
-	secs = strtol(value, &end, 10);
-	if (end != value && *end == '\0')
-		t->retry_after_s = (int) Max(0, Min(secs, 86400));
-	else if ((when = curl_getdate(value, NULL)) != -1)
-		t->retry_after_s = (int) Max(0, Min(when - time(NULL), 86400));
+	if ((value = header_value(data, n, "Retry-After", line, sizeof(line))) != NULL)
+	{
+		/* delay-seconds, or an HTTP date */
+		number = strtol(value, &end, 10);
+		if (end != value && *end == '\0')
+			t->retry_after_s = (int) Max(0, Min(number, 86400));
+		else if ((when = curl_getdate(value, NULL)) != -1)
+			t->retry_after_s = (int) Max(0, Min(when - time(NULL), 86400));
+	}
+	else if ((value = header_value(data, n, "Twilio-Concurrent-Requests", line, sizeof(line))) != NULL)
+	{
+		number = strtol(value, &end, 10);
+		if (end != value && *end == '\0' && number >= 0)
+			t->concurrent_requests = (int) Min(number, 1000000);
+	}
 	return n;
 }
 
@@ -261,13 +293,13 @@ free_transfer(Transfer *t)
 
 void
 tob_http_start(int64 id, const char *url, const char *user, const char *password,
-			   const char *form)
+			   const char *form, size_t max_body)
 {
 	Transfer   *t = calloc(1, sizeof(Transfer));
 	CURL	   *easy;
 
 	if (t == NULL || (t->form = strdup(form ? form : "")) == NULL ||
-		(t->body = malloc(TOB_HTTP_MAX_BODY)) == NULL ||
+		(t->body = malloc(Min(max_body, TOB_HTTP_MAX_BODY))) == NULL ||
 		(t->easy = curl_easy_init()) == NULL)
 	{
 		if (t)
@@ -276,7 +308,10 @@ tob_http_start(int64 id, const char *url, const char *user, const char *password
 	}
 	t->id = id;
 	t->form_len = strlen(t->form);
+	t->body_cap = Min(max_body, TOB_HTTP_MAX_BODY);
+	t->max_body = max_body;
 	t->retry_after_s = -1;
+	t->concurrent_requests = -1;
 	t->headers = curl_slist_append(NULL, "Accept: application/json");
 	if (form != NULL)
 		t->headers = curl_slist_append(t->headers, "Content-Type: application/x-www-form-urlencoded");
@@ -400,7 +435,14 @@ tob_http_next_result(TobHttpResult *result)
 	memset(result, 0, sizeof(*result));
 	result->id = t->id;
 	result->retry_after_s = t->retry_after_s;
+	result->concurrent_requests = t->concurrent_requests;
 	result->finished_at = GetCurrentTimestamp();
+	{
+		curl_off_t	total_us = 0;
+
+		(void) curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &total_us);
+		result->elapsed_us = (int64) total_us;
+	}
 	if (msg->data.result == CURLE_OK)
 	{
 		(void) curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &result->status);
@@ -410,6 +452,7 @@ tob_http_next_result(TobHttpResult *result)
 	else
 	{
 		result->maybe_sent = !never_sent(t->easy, msg->data.result);
+		result->timed_out = msg->data.result == CURLE_OPERATION_TIMEDOUT;
 		snprintf(result->error, sizeof(result->error), "%s%s%s",
 				 curl_easy_strerror(msg->data.result),
 				 t->errbuf[0] ? ": " : "", t->errbuf);

@@ -15,7 +15,7 @@
 #include "datatype/timestamp.h"
 #include "storage/latch.h"
 
-#define TOB_HTTP_MAX_BODY (64 * 1024)	/* bytes of an answer kept */
+#define TOB_HTTP_MAX_BODY (64 * 1024)	/* bytes of an answer kept, by default */
 
 /* What became of one request. */
 typedef struct TobHttpResult
@@ -23,10 +23,13 @@ typedef struct TobHttpResult
 	int64		id;				/* the caller's id for the request */
 	long		status;			/* HTTP status, 0 when no answer came */
 	bool		maybe_sent;		/* no answer, and Twilio may have the request */
+	bool		timed_out;		/* no answer within request_timeout_ms */
 	char		error[256];		/* transport error, empty when an answer came */
 	char	   *body;			/* the answer, up to TOB_HTTP_MAX_BODY bytes */
 	size_t		body_len;
 	int			retry_after_s;	/* Retry-After in seconds, -1 when absent */
+	int			concurrent_requests;	/* Twilio-Concurrent-Requests, -1 when absent */
+	int64		elapsed_us;		/* how long the request took */
 	TimestampTz finished_at;
 } TobHttpResult;
 
@@ -38,10 +41,12 @@ extern void tob_http_configure(void);
 
 /*
  * Start a POST of form (application/x-www-form-urlencoded) to url with HTTP
- * Basic credentials, or with form NULL a GET of url.  The strings are copied.
+ * Basic credentials, or with form NULL a GET of url.  The strings are
+ * copied.  Up to max_body bytes of the answer are kept (the rest is read
+ * and dropped).
  */
 extern void tob_http_start(int64 id, const char *url, const char *user,
-						   const char *password, const char *form);
+						   const char *password, const char *form, size_t max_body);
 
 /* Requests started and not yet returned by tob_http_next_result. */
 extern int	tob_http_in_flight(void);

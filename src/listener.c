@@ -47,12 +47,11 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "bgworker.h"
 #include "compat.h"
 #include "form.h"
 #include "inbox.h"
 #include "listener.h"
-#include "worker.h"
-#include "queue.h"
 #include "settings.h"
 #include "shmem.h"
 

@@ -23,6 +23,12 @@
  * longer idle spell, or a pause, the slot starts at now: idling earns
  * nothing beyond the bucket, and a pause never ends in a burst.
  *
+ * When the rate in force changes (the failure policy slows a pool down, a
+ * user edits mps), the debt the bucket holds is kept in segments, not in
+ * time: a pool that owed 2 segments at 1 per second owes them at the new
+ * rate, so a slowed pool does not stay stalled for its old debt once its
+ * rate recovers.  Times are monotonic microseconds (clock.h).
+ *
  * Copyright (c) 2026, twilio_outbox developers
  *
  * IDENTIFICATION
@@ -36,11 +42,11 @@
 
 #include "pacing.h"
 
-/* Microseconds one segment takes at the pool's rate. */
+/* Microseconds one segment takes at the pool's rate (never below the floor). */
 static double
 segment_us(const TobPoolSlot *pool)
 {
-	return 1000000.0 / pool->effective_mps;
+	return 1000000.0 / Max(pool->effective_mps, TOB_PACING_MIN_RATE);
 }
 
 /*
@@ -49,13 +55,13 @@ segment_us(const TobPoolSlot *pool)
  * now when the pool has been idle longer (so idling earns nothing).
  */
 static double
-start_of(const TobPoolSlot *pool, TimestampTz now)
+start_of(const TobPoolSlot *pool, TobMono now)
 {
 	return pool->tat >= now - TOB_PACING_LATE_CREDIT_US ? (double) pool->tat : (double) now;
 }
 
 bool
-tob_pacing_spend(TobPoolSlot *pool, int segments, TimestampTz now)
+tob_pacing_spend(TobPoolSlot *pool, int segments, TobMono now)
 {
 	double		t = segment_us(pool);
 	double		start = start_of(pool, now);
@@ -63,12 +69,12 @@ tob_pacing_spend(TobPoolSlot *pool, int segments, TimestampTz now)
 
 	if (start + needed * t > (double) now + pool->burst * t)
 		return false;
-	pool->tat = (TimestampTz) ceil(start + segments * t);
+	pool->tat = (TobMono) ceil(start + segments * t);
 	return true;
 }
 
 int
-tob_pacing_available(const TobPoolSlot *pool, TimestampTz now)
+tob_pacing_available(const TobPoolSlot *pool, TobMono now)
 {
 	double		t = segment_us(pool);
 	double		room = (double) now + pool->burst * t - start_of(pool, now);
@@ -77,16 +83,32 @@ tob_pacing_available(const TobPoolSlot *pool, TimestampTz now)
 }
 
 int64
-tob_pacing_wait_us(const TobPoolSlot *pool, TimestampTz now)
+tob_pacing_wait_us(const TobPoolSlot *pool, int segments, TobMono now)
 {
 	double		t = segment_us(pool);
-	double		ready_at = (double) pool->tat - (pool->burst - 1) * t;
+	int			needed = Max(1, Min(segments, pool->burst));
+	double		ready_at = (double) pool->tat - (pool->burst - needed) * t;
 
 	return ready_at <= (double) now ? 0 : (int64) ceil(ready_at - (double) now);
 }
 
 void
-tob_pacing_update_tokens(TobPoolSlot *pool, TimestampTz now)
+tob_pacing_set_rate(TobPoolSlot *pool, double rate, TobMono now)
+{
+	double		old_t = segment_us(pool);
+	double		debt;
+
+	rate = Max(rate, TOB_PACING_MIN_RATE);
+	if (rate == pool->effective_mps)
+		return;
+	debt = (double) (pool->tat - now) / old_t;	/* in segments; < 0 when idle */
+	pool->effective_mps = rate;
+	if (debt > 0)
+		pool->tat = now + (TobMono) ceil(debt * segment_us(pool));
+}
+
+void
+tob_pacing_update_tokens(TobPoolSlot *pool, TobMono now)
 {
 	double		t = segment_us(pool);
 

@@ -17,69 +17,20 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
-#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
-#include "commands/extension.h"
 #include "executor/spi.h"
-#include "pgstat.h"
-#include "storage/lmgr.h"
-#include "tcop/tcopprot.h"
+#include "mb/pg_wchar.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
+#include "bgworker.h"
 #include "queue.h"
 
 /* Where results go: the context current at tob_xact_begin. */
-static MemoryContext caller_cxt = NULL;
-
-void
-tob_xact_begin(const char *activity)
-{
-	caller_cxt = CurrentMemoryContext;
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
-	debug_query_string = activity;
-	pgstat_report_activity(STATE_RUNNING, activity);
-}
-
-void
-tob_xact_end(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	debug_query_string = NULL;
-	/* a background worker must flush its statistics itself */
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
-	MemoryContextSwitchTo(caller_cxt);
-}
-
-void
-tob_xact_abort(void)
-{
-	AbortCurrentTransaction();
-	debug_query_string = NULL;
-	pgstat_report_activity(STATE_IDLE, NULL);
-	if (caller_cxt)
-		MemoryContextSwitchTo(caller_cxt);
-}
-
-void
-tob_xact_report_and_abort(MemoryContext cxt)
-{
-	MemoryContextSwitchTo(cxt);
-	EmitErrorReport();
-	FlushErrorState();
-	tob_xact_abort();
-}
+#define caller_cxt tob_xact_caller_context()
 
 /*
  * The statements the worker runs every turn, prepared once per schema: on
@@ -140,6 +91,21 @@ result_text(int row, int col)
 	return value ? MemoryContextStrdup(caller_cxt, value) : NULL;
 }
 
+/*
+ * The same in UTF-8, whatever the database encoding: what goes to Twilio
+ * (and is compared with what Twilio lists) is UTF-8.
+ */
+static char *
+result_utf8(int row, int col)
+{
+	char	   *value = SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
+
+	if (value == NULL)
+		return NULL;
+	return MemoryContextStrdup(caller_cxt,
+							   (char *) pg_server_to_any(value, strlen(value), PG_UTF8));
+}
+
 static Datum
 result_datum(int row, int col, bool *isnull)
 {
@@ -148,7 +114,7 @@ result_datum(int row, int col, bool *isnull)
 
 /* A text[] column, copied to the caller as a C string array. */
 static int
-result_text_array(int row, int col, char ***out)
+result_utf8_array(int row, int col, char ***out)
 {
 	bool		isnull;
 	Datum		d = result_datum(row, col, &isnull);
@@ -164,41 +130,21 @@ result_text_array(int row, int col, char ***out)
 					  &elems, &nulls, &n);
 	*out = MemoryContextAlloc(caller_cxt, sizeof(char *) * Max(n, 1));
 	for (i = 0; i < n; i++)
-		(*out)[i] = nulls[i] ? MemoryContextStrdup(caller_cxt, "") :
-			MemoryContextStrdup(caller_cxt, TextDatumGetCString(elems[i]));
+	{
+		char	   *value = nulls[i] ? "" : TextDatumGetCString(elems[i]);
+
+		(*out)[i] = MemoryContextStrdup(caller_cxt,
+										(char *) pg_server_to_any(value, strlen(value), PG_UTF8));
+	}
 	return n;
-}
-
-char *
-tob_extension_schema(void)
-{
-	Oid			extoid = get_extension_oid("twilio_outbox", true);
-	bool		isnull;
-	Datum		nsp;
-
-	if (!OidIsValid(extoid))
-		return NULL;
-
-	/*
-	 * DROP EXTENSION holds an exclusive lock on the extension object; do not
-	 * queue behind it (and block it) with our next query.
-	 */
-	if (!ConditionalLockDatabaseObject(ExtensionRelationId, extoid, 0, AccessShareLock))
-		return NULL;
-
-	check_spi(SPI_execute("SELECT extnamespace FROM pg_extension WHERE extname = 'twilio_outbox'",
-						  true, 1), SPI_OK_SELECT, "looking up the extension");
-	if (SPI_processed != 1)
-		return NULL;
-	nsp = result_datum(0, 1, &isnull);
-	return MemoryContextStrdup(caller_cxt,
-							   quote_identifier(get_namespace_name(DatumGetObjectId(nsp))));
 }
 
 int
 tob_load_pools(const char *schema, TobPoolConfig **pools)
 {
-	char	   *sql = psprintf("SELECT name, sender, mps::float8, burst,"
+	/* whatever the table holds (its CHECKs can be dropped), rates stay sane */
+	char	   *sql = psprintf("SELECT name, sender, LEAST(GREATEST(mps, 0.001), 10000)::float8,"
+							   " LEAST(GREATEST(burst, 1), 1000000),"
 							   " paused AND (paused_until IS NULL OR paused_until > now()) "
 							   "FROM %s.twilio_pools ORDER BY name", schema);
 	int			i;
@@ -211,7 +157,7 @@ tob_load_pools(const char *schema, TobPoolConfig **pools)
 		TobPoolConfig *p = &(*pools)[i];
 
 		p->name = result_text(i, 1);
-		p->sender = result_text(i, 2);
+		p->sender = result_utf8(i, 2);
 		p->mps = DatumGetFloat8(result_datum(i, 3, &isnull));
 		p->burst = DatumGetInt32(result_datum(i, 4, &isnull));
 		p->paused = DatumGetBool(result_datum(i, 5, &isnull));
@@ -229,7 +175,8 @@ tob_claim_candidates(const char *schema, const char *pool, int limit, TobClaimed
 		" ARRAY(SELECT p.value FROM jsonb_each_text(o.params) p),"
 		" CASE WHEN o.expires_at IS NOT NULL AND NOT o.params ? 'ValidityPeriod'"
 		"      THEN ceil(date_part('epoch', o.expires_at - now()))::int4 END,"
-		" o.unconfirmed, o.claimed_at, o.expires_at <= now(),"
+		" o.unconfirmed, COALESCE(o.unconfirmed_since, o.claimed_at), o.params ? 'ContentSid',"
+		" o.expires_at <= now(),"
 		" EXISTS (SELECT FROM %s.twilio_opt_outs x WHERE x.phone_number = o.to_number) "
 		"FROM %s.twilio_outbox o "
 		"WHERE o.pool = $1 AND o.status IN ('queued', 'retrying') AND o.next_attempt_at <= now()"
@@ -260,42 +207,23 @@ tob_claim_candidates(const char *schema, const char *pool, int limit, TobClaimed
 		r->id = DatumGetInt64(result_datum(i, 1, &isnull));
 		r->segments = DatumGetInt32(result_datum(i, 2, &isnull));
 		r->attempt = DatumGetInt32(result_datum(i, 3, &isnull));
-		r->to_number = result_text(i, 4);
-		r->body = result_text(i, 5);
-		r->status_callback = result_text(i, 6);
-		r->nmedia = result_text_array(i, 7, &r->media);
-		r->nparams = result_text_array(i, 8, &r->param_names);
-		(void) result_text_array(i, 9, &r->param_values);
+		r->to_number = result_utf8(i, 4);
+		r->body = result_utf8(i, 5);
+		r->status_callback = result_utf8(i, 6);
+		r->nmedia = result_utf8_array(i, 7, &r->media);
+		r->nparams = result_utf8_array(i, 8, &r->param_names);
+		(void) result_utf8_array(i, 9, &r->param_values);
 		d = result_datum(i, 10, &isnull);
 		r->validity_s = isnull ? 0 : DatumGetInt32(d);
 		r->unconfirmed = DatumGetBool(result_datum(i, 11, &isnull));
 		d = result_datum(i, 12, &isnull);
-		r->last_claimed_at = isnull ? 0 : DatumGetTimestampTz(d);
-		d = result_datum(i, 13, &isnull);
+		r->unconfirmed_since = isnull ? 0 : DatumGetTimestampTz(d);
+		r->content_sid = DatumGetBool(result_datum(i, 13, &isnull));
+		d = result_datum(i, 14, &isnull);
 		r->expired = !isnull && DatumGetBool(d);
-		r->opted_out = DatumGetBool(result_datum(i, 14, &isnull));
+		r->opted_out = DatumGetBool(result_datum(i, 15, &isnull));
 	}
 	return (int) SPI_processed;
-}
-
-void
-tob_mark_sending(const char *schema, const int64 *ids, int n)
-{
-	Oid			argtype = INT8ARRAYOID;
-	Datum	   *elems = palloc(sizeof(Datum) * n);
-	Datum		value;
-	int			i;
-
-	for (i = 0; i < n; i++)
-		elems[i] = Int64GetDatum(ids[i]);
-	value = PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	check_spi(SPI_execute_plan(cached_plan(PLAN_MARK_SENDING, schema,
-										   psprintf("UPDATE %s.twilio_outbox "
-													"SET status = 'sending', attempts = attempts + 1, claimed_at = now() "
-													"WHERE id = ANY ($1)", schema),
-										   1, &argtype),
-							   &value, NULL, false, 0),
-			  SPI_OK_UPDATE, "marking messages as sending");
 }
 
 /* Build a one-dimensional array of n values of a type, NULL where isnull. */
@@ -314,6 +242,32 @@ make_array(Datum *values, bool *isnull, int n, Oid type)
 }
 
 void
+tob_mark_sending(const char *schema, const int64 *ids, const int *attempts, int n)
+{
+	Oid			argtypes[2] = {INT8ARRAYOID, INT4ARRAYOID};
+	Datum	   *id_elems = palloc(sizeof(Datum) * n);
+	Datum	   *attempt_elems = palloc(sizeof(Datum) * n);
+	bool	   *nulls = palloc0(sizeof(bool) * n);
+	Datum		values[2];
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		id_elems[i] = Int64GetDatum(ids[i]);
+		attempt_elems[i] = Int32GetDatum(attempts[i]);
+	}
+	values[0] = make_array(id_elems, nulls, n, INT8OID);
+	values[1] = make_array(attempt_elems, nulls, n, INT4OID);
+	check_spi(SPI_execute_plan(cached_plan(PLAN_MARK_SENDING, schema,
+										   psprintf("UPDATE %s.twilio_outbox o "
+													"SET status = 'sending', attempts = c.attempts, claimed_at = now() "
+													"FROM unnest($1, $2) AS c(id, attempts) WHERE o.id = c.id", schema),
+										   2, argtypes),
+							   values, NULL, false, 0),
+			  SPI_OK_UPDATE, "marking messages as sending");
+}
+
+void
 tob_record(const char *schema, const TobRecord *records, int n)
 {
 	/* one statement: the outcomes, and the failed attempts for twilio_error_stats */
@@ -321,8 +275,9 @@ tob_record(const char *schema, const TobRecord *records, int n)
 		"WITH u AS ("
 		"UPDATE %s.twilio_outbox o SET "
 		" status = r.status,"
+		" attempts = r.attempts,"
 		" unconfirmed = r.unconfirmed,"
-		" attempts = CASE WHEN r.status = 'queued' THEN o.attempts - 1 ELSE o.attempts END,"
+		" unconfirmed_since = CASE WHEN r.unconfirmed THEN COALESCE(o.unconfirmed_since, r.since) END,"
 		" twilio_sid = COALESCE(r.sid, o.twilio_sid),"
 		" delivery_status = COALESCE(r.delivery_status, o.delivery_status),"
 		" last_http_status = r.http_status,"
@@ -331,19 +286,20 @@ tob_record(const char *schema, const TobRecord *records, int n)
 		" sent_at = CASE WHEN r.status = 'sent' THEN r.at ELSE o.sent_at END,"
 		" finished_at = CASE WHEN r.status IN ('sent', 'failed') THEN r.at END,"
 		" next_attempt_at = CASE WHEN r.status IN ('retrying', 'queued') THEN r.next_at ELSE o.next_attempt_at END "
-		"FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-		" AS r(id, status, sid, delivery_status, http_status, error_code, error, at, next_at, unconfirmed) "
+		"FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+		" AS r(id, status, sid, delivery_status, http_status, error_code, error, at, next_at,"
+		"      unconfirmed, attempts, since) "
 		"WHERE o.id = r.id AND o.status = 'sending' "
 		"RETURNING o.id, o.pool, r.status, r.http_status, r.error_code, r.error, r.at) "
 		"INSERT INTO %s._twilio_attempt_errors (at, pool, message_id, http_status, error_code, outcome, error) "
 		"SELECT u.at, u.pool, u.id, u.http_status, u.error_code, u.status, u.error FROM u "
 		"WHERE u.status <> 'sent' AND (u.http_status IS NOT NULL OR u.error IS NOT NULL)";
-#define NCOLS 10
+#define NCOLS 12
 	Oid			types[NCOLS] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 		INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID,
-	BOOLARRAYOID};
+	BOOLARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID};
 	Oid			elemtypes[NCOLS] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID,
-	TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, BOOLOID};
+	TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, BOOLOID, INT4OID, TIMESTAMPTZOID};
 	Datum	   *cols[NCOLS];
 	bool	   *nulls[NCOLS];
 	Datum		args[NCOLS];
@@ -375,6 +331,9 @@ tob_record(const char *schema, const TobRecord *records, int n)
 		nulls[8][i] = r->next_attempt_at == 0;
 		cols[8][i] = TimestampTzGetDatum(r->next_attempt_at);
 		cols[9][i] = BoolGetDatum(r->unconfirmed);
+		cols[10][i] = Int32GetDatum(r->attempts);
+		nulls[11][i] = r->unconfirmed_since == 0;
+		cols[11][i] = TimestampTzGetDatum(r->unconfirmed_since);
 	}
 	for (c = 0; c < NCOLS; c++)
 		args[c] = make_array(cols[c], nulls[c], n, elemtypes[c]);
@@ -430,12 +389,25 @@ tob_expire_due(const char *schema)
 }
 
 int
-tob_recover_sending(const char *schema)
+tob_recover_sending(const char *schema, const int64 *keep, int nkeep, int64 settle_us)
 {
-	check_spi(SPI_execute(psprintf("UPDATE %s.twilio_outbox "
-								   "SET status = 'retrying', next_attempt_at = now(), unconfirmed = true,"
-								   " last_error = 'the worker stopped while sending' "
-								   "WHERE status = 'sending'", schema), false, 0),
+	Oid			argtypes[2] = {INT8ARRAYOID, INT8OID};
+	Datum	   *elems = palloc(sizeof(Datum) * Max(nkeep, 1));
+	bool	   *nulls = palloc0(sizeof(bool) * Max(nkeep, 1));
+	Datum		values[2];
+	int			i;
+
+	for (i = 0; i < nkeep; i++)
+		elems[i] = Int64GetDatum(keep[i]);
+	values[0] = make_array(elems, nulls, nkeep, INT8OID);
+	values[1] = Int64GetDatum(settle_us);
+	check_spi(SPI_execute_with_args(psprintf("UPDATE %s.twilio_outbox "
+											 "SET status = 'retrying', unconfirmed = true,"
+											 " unconfirmed_since = COALESCE(unconfirmed_since, claimed_at, now()),"
+											 " next_attempt_at = now() + make_interval(secs => $2 / 1e6),"
+											 " last_error = 'no answer was recorded for this attempt: the worker stopped or failed while sending' "
+											 "WHERE status = 'sending' AND id <> ALL ($1)", schema),
+									2, argtypes, values, NULL, false, 0),
 			  SPI_OK_UPDATE, "recovering messages left in sending");
 	return (int) SPI_processed;
 }

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * queue.h
- *		The worker's SQL access to the outbox: short transactions that find
- *		the extension, claim due rows and record outcomes.
+ *		The worker's SQL access to the outbox: claim due rows, record
+ *		outcomes, recover, expire and trim.  Each runs inside a
+ *		transaction opened with tob_xact_begin (bgworker.h).
  *
  * IDENTIFICATION
  *	  src/queue.h
@@ -40,7 +41,8 @@ typedef struct TobClaimedRow
 	char	  **param_values;
 	int			validity_s;		/* ValidityPeriod to send, 0 for none */
 	bool		unconfirmed;	/* an earlier attempt may have reached Twilio */
-	TimestampTz last_claimed_at;	/* when that attempt was claimed */
+	TimestampTz unconfirmed_since;	/* the first such attempt was claimed then */
+	bool		content_sid;	/* a template (params has ContentSid) */
 	bool		expired;		/* past expires_at: only looked up, never sent */
 	bool		opted_out;		/* to_number is in twilio_opt_outs: fail, never send */
 } TobClaimedRow;
@@ -50,7 +52,9 @@ typedef struct TobRecord
 {
 	int64		id;
 	const char *status;			/* sent, retrying, failed, or queued (attempt given back) */
-	bool		unconfirmed;	/* the attempt may have reached Twilio */
+	int			attempts;		/* the row's attempts from now on */
+	bool		unconfirmed;	/* Twilio may have it: look it up before sending */
+	TimestampTz unconfirmed_since;	/* when it became so (kept if it already was) */
 	char	   *sid;
 	char	   *delivery_status;
 	int			http_status;	/* 0: NULL */
@@ -60,33 +64,14 @@ typedef struct TobRecord
 	TimestampTz next_attempt_at;
 } TobRecord;
 
-/*
- * Open a transaction with SPI and a snapshot; activity shows in
- * pg_stat_activity.  Results of the functions below are allocated in the
- * memory context that was current here, which is current again after
- * tob_xact_end.
- */
-extern void tob_xact_begin(const char *activity);
-extern void tob_xact_end(void);
-/* After an error: abort the transaction and restore the caller's context. */
-extern void tob_xact_abort(void);
-/* In a PG_CATCH: log the error, clear it, and abort as tob_xact_abort does. */
-extern void tob_xact_report_and_abort(MemoryContext cxt);
-
-/*
- * The schema twilio_outbox is installed in, quoted for SQL, or NULL while
- * the extension does not exist (or is being created or dropped).
- */
-extern char *tob_extension_schema(void);
-
 extern int	tob_load_pools(const char *schema, TobPoolConfig **pools);
 
 /* Lock up to limit due rows of a pool, best first (FOR UPDATE SKIP LOCKED). */
 extern int	tob_claim_candidates(const char *schema, const char *pool, int limit,
 								 TobClaimedRow **rows);
 
-/* Turn locked rows into sending, spending an attempt. */
-extern void tob_mark_sending(const char *schema, const int64 *ids, int n);
+/* Turn locked rows into sending, with their attempts from now on. */
+extern void tob_mark_sending(const char *schema, const int64 *ids, const int *attempts, int n);
 
 /* Write outcomes back in one statement. */
 extern void tob_record(const char *schema, const TobRecord *records, int n);
@@ -98,10 +83,12 @@ extern void tob_sids_in_use(const char *schema, char **sids, int n, bool *in_use
 extern int	tob_expire_due(const char *schema);
 
 /*
- * Rows left in sending by an earlier worker become retrying and unconfirmed
- * (to be looked up at Twilio before they are sent again); returns how many.
+ * Rows in sending other than the `nkeep` ids of `keep` (those the worker
+ * has in flight or still to record) have no request: they become retrying
+ * and unconfirmed, to be looked up at Twilio after settle_us before they
+ * are sent again.  Returns how many.
  */
-extern int	tob_recover_sending(const char *schema);
+extern int	tob_recover_sending(const char *schema, const int64 *keep, int nkeep, int64 settle_us);
 
 #define TOB_RETENTION_BATCH 1000
 

@@ -234,25 +234,32 @@ tob_parse_response(const char *body, size_t len, TobTwilioResponse *out)
 		memset(out, 0, sizeof(*out));
 }
 
-/*---- the Messages list ----*/
+/*---- a list page: Messages.json or Calls.json ----*/
 
 typedef enum ListField
 {
 	LIST_NONE,
 	LIST_SID,
 	LIST_BODY,
+	LIST_FROM,
+	LIST_TO,
+	LIST_SERVICE,
+	LIST_STATUS,
 	LIST_DATE_CREATED
 } ListField;
 
 typedef struct ListState
 {
+	const char *array_name;		/* "messages" or "calls" */
 	int			depth;
-	bool		messages_next;	/* the top-level "messages" value comes next */
-	int			messages_depth; /* depth of its array, 0 when not inside */
+	bool		items_next;		/* the top-level array of items comes next */
+	bool		next_uri_next;	/* the top-level "next_page_uri" value comes next */
+	int			items_depth;	/* depth of its array, 0 when not inside */
 	ListField	field;
-	bool		in_kept;		/* inside an element that has a slot in messages */
-	TobListedMessage *messages;
+	bool		in_kept;		/* inside an element that has a slot in items */
+	TobListed  *items;
 	int			n;
+	char	   *next_page_uri;
 } ListState;
 
 static TOB_JSON_ACTION
@@ -261,13 +268,14 @@ list_object_start(void *arg)
 	ListState  *st = arg;
 
 	st->depth++;
-	if (st->messages_depth > 0 && st->depth == st->messages_depth + 1)
+	if (st->items_depth > 0 && st->depth == st->items_depth + 1)
 	{
 		st->in_kept = st->n < TOB_LIST_MAX;
 		if (st->in_kept)
-			memset(&st->messages[st->n++], 0, sizeof(TobListedMessage));
+			memset(&st->items[st->n++], 0, sizeof(TobListed));
 	}
 	st->field = LIST_NONE;
+	st->items_next = st->next_uri_next = false;
 	TOB_JSON_ACTION_DONE;
 }
 
@@ -277,9 +285,9 @@ list_array_start(void *arg)
 	ListState  *st = arg;
 
 	st->depth++;
-	if (st->messages_next)
-		st->messages_depth = st->depth;
-	st->messages_next = false;
+	if (st->items_next)
+		st->items_depth = st->depth;
+	st->items_next = st->next_uri_next = false;
 	st->field = LIST_NONE;
 	TOB_JSON_ACTION_DONE;
 }
@@ -289,8 +297,8 @@ list_struct_end(void *arg)
 {
 	ListState  *st = arg;
 
-	if (st->depth == st->messages_depth)
-		st->messages_depth = 0;
+	if (st->depth == st->items_depth)
+		st->items_depth = 0;
 	st->depth--;
 	TOB_JSON_ACTION_DONE;
 }
@@ -301,13 +309,22 @@ list_field_start(void *arg, char *fname, bool isnull)
 	ListState  *st = arg;
 
 	st->field = LIST_NONE;
-	st->messages_next = (st->depth == 1 && strcmp(fname, "messages") == 0);
-	if (st->messages_depth > 0 && st->depth == st->messages_depth + 1 && st->in_kept)
+	st->items_next = (st->depth == 1 && strcmp(fname, st->array_name) == 0);
+	st->next_uri_next = (st->depth == 1 && strcmp(fname, "next_page_uri") == 0);
+	if (st->items_depth > 0 && st->depth == st->items_depth + 1 && st->in_kept)
 	{
 		if (strcmp(fname, "sid") == 0)
 			st->field = LIST_SID;
 		else if (strcmp(fname, "body") == 0)
 			st->field = LIST_BODY;
+		else if (strcmp(fname, "from") == 0)
+			st->field = LIST_FROM;
+		else if (strcmp(fname, "to") == 0)
+			st->field = LIST_TO;
+		else if (strcmp(fname, "messaging_service_sid") == 0)
+			st->field = LIST_SERVICE;
+		else if (strcmp(fname, "status") == 0)
+			st->field = LIST_STATUS;
 		else if (strcmp(fname, "date_created") == 0)
 			st->field = LIST_DATE_CREATED;
 	}
@@ -319,29 +336,67 @@ list_scalar(void *arg, char *token, JsonTokenType type)
 {
 	ListState  *st = arg;
 	ListField	field = st->field;
-	TobListedMessage *m;
+	bool		next_uri = st->next_uri_next;
+	size_t		len = strlen(token);
+	TobListed  *m;
 
-	st->field = LIST_NONE;		/* whatever the value's type */
-	if (field == LIST_NONE || type != JSON_TOKEN_STRING)
+	/* whatever the value's type, the field is done */
+	st->field = LIST_NONE;
+	st->items_next = st->next_uri_next = false;
+	if (type != JSON_TOKEN_STRING)
 		TOB_JSON_ACTION_DONE;
-	m = &st->messages[st->n - 1];
-	if (field == LIST_SID && strlen(token) < TOB_SID_LEN)
-		copy_text(m->sid, TOB_SID_LEN, token);
-	else if (field == LIST_DATE_CREATED)
-		copy_text(m->date_created, sizeof(m->date_created), token);
-	else if (field == LIST_BODY &&
-			 pg_encoding_verifymbstr(PG_UTF8, token, strlen(token)) == strlen(token))
-		m->body = pstrdup(token);
+	if (next_uri)
+	{
+		if (len < TOB_NEXT_URI_MAX && pg_encoding_verifymbstr(PG_UTF8, token, len) == len)
+			st->next_page_uri = pstrdup(token);
+		TOB_JSON_ACTION_DONE;
+	}
+	if (field == LIST_NONE)
+		TOB_JSON_ACTION_DONE;
+	m = &st->items[st->n - 1];
+	switch (field)
+	{
+		case LIST_SID:
+			if (len < TOB_SID_LEN)
+				copy_text(m->sid, TOB_SID_LEN, token);
+			break;
+		case LIST_FROM:
+			if (len < TOB_ADDRESS_LEN)
+				copy_text(m->from, TOB_ADDRESS_LEN, token);
+			break;
+		case LIST_TO:
+			if (len < TOB_ADDRESS_LEN)
+				copy_text(m->to, TOB_ADDRESS_LEN, token);
+			break;
+		case LIST_SERVICE:
+			if (len < TOB_SID_LEN)
+				copy_text(m->messaging_service_sid, TOB_SID_LEN, token);
+			break;
+		case LIST_STATUS:
+			copy_text(m->status, TOB_STATUS_LEN, token);
+			break;
+		case LIST_DATE_CREATED:
+			copy_text(m->date_created, sizeof(m->date_created), token);
+			break;
+		case LIST_BODY:
+			if (pg_encoding_verifymbstr(PG_UTF8, token, len) == len)
+				m->body = pstrdup(token);
+			break;
+		case LIST_NONE:
+			break;
+	}
 	TOB_JSON_ACTION_DONE;
 }
 
 int
-tob_parse_message_list(const char *body, size_t len, TobListedMessage **messages)
+tob_parse_list(const char *body, size_t len, const char *array_name,
+			   TobListed **items, char **next_page_uri)
 {
 	ListState	st = {0};
 	JsonSemAction sem = {0};
 
-	st.messages = palloc(sizeof(TobListedMessage) * TOB_LIST_MAX);
+	st.array_name = array_name;
+	st.items = palloc(sizeof(TobListed) * TOB_LIST_MAX);
 	sem.semstate = &st;
 	sem.object_start = list_object_start;
 	sem.object_end = list_struct_end;
@@ -350,8 +405,14 @@ tob_parse_message_list(const char *body, size_t len, TobListedMessage **messages
 	sem.object_field_start = list_field_start;
 	sem.scalar = list_scalar;
 
-	*messages = st.messages;
-	return parse_object(body, len, &sem) ? st.n : -1;
+	*items = st.items;
+	if (next_page_uri)
+		*next_page_uri = NULL;
+	if (!parse_object(body, len, &sem))
+		return -1;
+	if (next_page_uri)
+		*next_page_uri = st.next_page_uri;
+	return st.n;
 }
 
 bool

@@ -31,22 +31,32 @@ typedef struct TobTwilioResponse
  */
 extern void tob_parse_response(const char *body, size_t len, TobTwilioResponse *out);
 
-/* One message of a Messages list answer. */
-typedef struct TobListedMessage
+#define TOB_ADDRESS_LEN 64		/* a phone number, whatsapp: address or sender id */
+#define TOB_NEXT_URI_MAX 4096
+
+/* One item of a list answer: a Message (or a Call) as Twilio lists it. */
+typedef struct TobListed
 {
 	char		sid[TOB_SID_LEN];
-	char	   *body;			/* NULL when absent */
+	char	   *body;			/* NULL when absent or null */
+	char		from[TOB_ADDRESS_LEN];
+	char		to[TOB_ADDRESS_LEN];
+	char		messaging_service_sid[TOB_SID_LEN];
+	char		status[TOB_STATUS_LEN];
 	char		date_created[64];	/* RFC 2822, as Twilio gives it */
-} TobListedMessage;
+} TobListed;
 
 #define TOB_LIST_MAX 200
 
 /*
- * Parse an answer of GET .../Messages.json: the elements of its top-level
- * "messages" array, at most TOB_LIST_MAX.  Returns -1 when the body is not
- * such an answer.  Never raises an error.
+ * Parse a page of GET .../Messages.json (array_name "messages") or
+ * .../Calls.json ("calls"): the elements of its top-level array, at most
+ * TOB_LIST_MAX, and its next_page_uri (NULL when none; next_page_uri may
+ * be NULL when not wanted).  Returns -1 when the body is not such an answer.
+ * Never raises an error; strings that are not valid UTF-8 are dropped.
  */
-extern int	tob_parse_message_list(const char *body, size_t len, TobListedMessage **messages);
+extern int	tob_parse_list(const char *body, size_t len, const char *array_name,
+						   TobListed **items, char **next_page_uri);
 
 /* Whether s looks like a Message SID: SM or MM and 32 hex digits. */
 extern bool tob_is_message_sid(const char *s);

@@ -79,6 +79,9 @@ static const char *const secret_gucs[] = {
 #define STATEMENT_HIDDEN "(statement not shown: it names a twilio_outbox secret setting)"
 char	   *tob_webhook_listen = NULL;
 char	   *tob_webhook_public_url = NULL;
+int			tob_lookup_settle_ms = 2000;
+int			tob_reconcile_timeout_ms = 600000;
+char	   *tob_debug_inject_faults = NULL;
 
 #define SECRET_FLAGS (GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE)
 
@@ -292,6 +295,25 @@ tob_define_settings(bool preloading)
 							   NULL, &tob_webhook_public_url, "",
 							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
 							   check_webhook_public_url, NULL, NULL);
+
+	DefineCustomIntVariable("twilio_outbox.lookup_settle_ms",
+							gettext_noop("Sets how long after an ambiguous answer the message is first looked up at Twilio."),
+							gettext_noop("Twilio's list may not show a message at once; a lookup before this would miss it."),
+							&tob_lookup_settle_ms, 2000, 0, 600000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("twilio_outbox.reconcile_timeout_ms",
+							gettext_noop("Sets how long lookups of an ambiguous attempt may keep failing before the message is sent again without knowing."),
+							gettext_noop("Counted from the ambiguous answer; such a resend is counted in resent_blind."),
+							&tob_reconcile_timeout_ms, 600000, 1000, 7 * 24 * 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
+	DefineCustomStringVariable("twilio_outbox.debug_inject_faults",
+							   gettext_noop("Makes the worker fail at the named points (for testing only)."),
+							   gettext_noop("A comma-separated list of: start_request, record, lookup_check."),
+							   &tob_debug_inject_faults, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("twilio_outbox");
 }

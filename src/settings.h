@@ -30,6 +30,9 @@ extern char *tob_api_key_secret_file;
 extern char *tob_ca_file;
 extern char *tob_webhook_listen;
 extern char *tob_webhook_public_url;
+extern int	tob_lookup_settle_ms;
+extern int	tob_reconcile_timeout_ms;
+extern char *tob_debug_inject_faults;
 
 extern void tob_define_settings(bool preloading);
 

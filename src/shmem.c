@@ -196,6 +196,8 @@ tob_worker_state_name(TobWorkerState state)
 			return "starting";
 		case TOB_STATE_WAITING_FOR_EXTENSION:
 			return "waiting_for_extension";
+		case TOB_STATE_WAITING_FOR_UPDATE:
+			return "waiting_for_update";
 		case TOB_STATE_DISABLED:
 			return "disabled";
 		case TOB_STATE_UNCONFIGURED:

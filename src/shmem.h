@@ -18,6 +18,8 @@
 #include "storage/lwlock.h"
 #include "storage/spin.h"
 
+#include "clock.h"
+
 #define TOB_MAX_POOLS		256
 #define TOB_POOL_NAME_LEN	64	/* pool names are 1-63 characters */
 
@@ -26,6 +28,7 @@ typedef enum TobWorkerState
 	TOB_STATE_STOPPED = 0,
 	TOB_STATE_STARTING,
 	TOB_STATE_WAITING_FOR_EXTENSION,
+	TOB_STATE_WAITING_FOR_UPDATE,	/* the installed version is not the library's */
 	TOB_STATE_DISABLED,
 	TOB_STATE_UNCONFIGURED,
 	TOB_STATE_IDLE,
@@ -47,7 +50,43 @@ typedef struct TobCounters
 	uint64		transport_errors;
 	uint64		reconciled;		/* ambiguous attempts found at Twilio: not resent */
 	uint64		resent_blind;	/* ambiguous attempts resent without a lookup */
+	uint64		lookups;		/* list requests made to reconcile */
+	uint64		lookup_failures;	/* of those, the ones that told nothing */
+	uint64		recovered;		/* rows found in sending without a request */
 } TobCounters;
+
+/* A circuit breaker on the recent failure rate (policy.c). */
+typedef enum TobBreakerState
+{
+	TOB_BREAKER_CLOSED = 0,
+	TOB_BREAKER_OPEN,			/* held until held_until */
+	TOB_BREAKER_HALF_OPEN		/* one probe may go */
+} TobBreakerState;
+
+/* Why the whole account sends nothing for now. */
+typedef enum TobAccountHold
+{
+	TOB_HOLD_NONE = 0,
+	TOB_HOLD_AUTH,				/* Twilio refused the credentials: probes only */
+	TOB_HOLD_BREAKER			/* nearly every request failed: probes only */
+} TobAccountHold;
+
+/*
+ * The account-wide side of the failure policy, published for
+ * twilio_worker_status.  Twilio limits concurrent requests per account (429
+ * with code 20429 above it), so the worker adapts a concurrency window
+ * between 1 and max_concurrency.
+ */
+typedef struct TobAccountState
+{
+	double		window;			/* requests that may be in flight now */
+	int			twilio_concurrent;	/* last Twilio-Concurrent-Requests, -1: none */
+	double		rtt_ms;			/* smoothed duration of a request */
+	TobAccountHold hold;
+	TobMono		held_until;		/* next probe when held, 0 otherwise */
+	TobBreakerState breaker;
+	TobMono		breaker_until;	/* the breaker is open until then */
+} TobAccountState;
 
 /*
  * One sender pool's pacing state: a token bucket counted in segments, kept
@@ -58,11 +97,13 @@ typedef struct TobPoolSlot
 {
 	char		name[TOB_POOL_NAME_LEN];
 	double		mps;			/* configured rate, twilio_pools.mps */
-	double		effective_mps;	/* rate in force now (lowered after a 429) */
+	double		effective_mps;	/* rate in force now (lowered after 21611) */
 	int			burst;			/* bucket capacity */
-	TimestampTz tat;			/* when the bucket is next full again */
+	TobMono		tat;			/* when the bucket is next full again */
 	double		tokens;			/* segments that could go at last update */
-	TimestampTz paused_until;	/* 0 when not paused by the worker */
+	TobMono		held_until;		/* its circuit breaker is open until then, or 0 */
+	TobBreakerState breaker;
+	int			next_cost;		/* segments of the message waiting for tokens, 0: none */
 	bool		paused;			/* twilio_pools.paused */
 	int			in_flight;
 	uint64		sent;
@@ -102,6 +143,7 @@ typedef struct TobSharedState
 	TimestampTz last_activity_at;
 	int			in_flight;
 	TobCounters totals;
+	TobAccountState account;
 	int			npools;
 	TobPoolSlot pools[TOB_MAX_POOLS];
 

@@ -410,7 +410,8 @@ def config_errors():
     assert status == 400, body
     assert control("config")[2] == {"settings": {
         "delay_ms": 0, "account_concurrency": None, "sender_mps": {}, "sender_burst": 1,
-        "retry_after": None, "seed": 0}, "rules": []}
+        "retry_after": None, "seed": 0, "queued_for_s": 0, "sender_queue_limit": None},
+        "rules": []}
 
 
 @test()
@@ -427,6 +428,50 @@ def sender_rate_limit():
     assert [sms(sender=FROM_2)[0] for _ in range(3)] == [201, 201, 429]
     fields = {"To": TO_A, "MessagingServiceSid": SERVICE, "Body": "x"}
     assert [send(fields)[0] for _ in range(3)] == [201, 201, 429]
+
+
+@test()
+def sender_queue_full():
+    # Twilio queues a sender's messages over its rate; a full queue is 400/21611
+    configure(sender_mps={FROM_1: 1}, sender_queue_limit=3)
+    assert [sms(sender=FROM_1)[0] for _ in range(3)] == [201] * 3
+    expect_error(sms(sender=FROM_1), 400, 21611)
+    assert sms(sender=FROM_2)[0] == 201
+    time.sleep(1.1)
+    assert sms(sender=FROM_1)[0] == 201
+
+
+@test()
+def queued_messages_and_paging():
+    configure(queued_for_s=1.5)
+    created = sms(TO_B, FROM_1, "waits in the queue")[2]
+    assert created["date_sent"] is None and created["status"] == "queued", created
+    today = datetime.now(timezone.utc).date().isoformat()
+    status, _, page = listing(To=TO_B)
+    assert [m["sid"] for m in page["messages"]] == [created["sid"]]
+    assert page["messages"][0]["date_sent"] is None
+    # DateSent filters on date_sent, which a queued message does not have
+    assert listing(To=TO_B, DateSent=today)[2]["messages"] == []
+    time.sleep(1.6)
+    listed = listing(To=TO_B, DateSent=today)[2]["messages"]
+    assert [m["status"] for m in listed] == ["sent"] and listed[0]["date_sent"], listed
+    # a busy recipient: seeded messages, paged with PageToken, stable under new ones
+    seeded = control("seed", {"to": TO_B, "from": FROM_1, "body": "other", "count": 7})[2]["sids"]
+    _, _, first = listing(To=TO_B, PageSize=3)
+    assert [m["sid"] for m in first["messages"]] == seeded[::-1][:3]
+    assert "PageToken=PA" in first["next_page_uri"], first
+    sms(TO_B, FROM_1, "newest")
+    nxt = request("GET", first["next_page_uri"], headers={"Authorization": basic(ACCOUNT, TOKEN)})[2]
+    assert [m["sid"] for m in nxt["messages"]] == seeded[::-1][3:6], nxt
+    pages, uri = 0, first["next_page_uri"]
+    while uri:
+        body = request("GET", uri, headers={"Authorization": basic(ACCOUNT, TOKEN)})[2]
+        pages, uri = pages + 1, body["next_page_uri"]
+    assert pages == 2 and body["messages"][-1]["sid"] == created["sid"], body
+    # a template is listed with its rendered text; every answer says how many were in flight
+    status, headers, tmpl = send({"To": TO_B, "From": FROM_1, "ContentSid": "HX" + "b" * 32})
+    assert status == 201 and tmpl["body"].startswith("Rendered HX"), tmpl
+    assert headers["Twilio-Concurrent-Requests"] == "1", headers
 
 
 @test()

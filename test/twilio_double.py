@@ -14,7 +14,13 @@ Twilio API (HTTP Basic auth: account sid + token, or API key sid + secret):
     POST /2010-04-01/Accounts/{AccountSid}/Messages.json   201 Message JSON
     GET  /2010-04-01/Accounts/{AccountSid}/Messages.json   accepted messages,
          newest first; filters To, From (From or MessagingServiceSid),
-         DateSent, DateSent>, DateSent< (UTC dates, inclusive), PageSize, Page
+         DateSent, DateSent>, DateSent< (UTC dates, inclusive, on date_sent:
+         a message still queued has none and never matches), PageSize
+         (default 50), Page and PageToken (next_page_uri carries both, as
+         Twilio's does; a PageToken page starts after the message it names,
+         so newer messages do not shift it)
+Every API answer carries Twilio-Concurrent-Requests: the requests of the
+account in flight at the double when the request arrived, itself included.
 Form fields are validated against twilio_oai_messages.json (extracted from
 Twilio's OpenAPI spec). Structural errors (unknown field, bad type, pattern
 or format, missing To / sender / content, wrong Content-Type) answer 400 and
@@ -35,14 +41,24 @@ Control API (JSON, no auth):
     POST /_control/reset     clear requests, messages, settings and rules
                              (credentials are kept)
     POST /_control/config    any of: delay_ms, account_concurrency,
-         sender_mps {sender or "*": mps}, sender_burst, retry_after, seed,
-         auth_token, rules (replace), add_rules (append)
+         sender_mps {sender or "*": mps}, sender_burst, sender_queue_limit,
+         queued_for_s, retry_after, seed, auth_token, rules (replace),
+         add_rules (append)
+    POST /_control/seed      {"to", "from", "body", "count"}: store count
+         messages as if sent from elsewhere (a busy recipient); {"sids": [...]}
+
+queued_for_s: a created message stays in its initial status (queued, or
+accepted with a Messaging Service) with date_sent null for that long, as in
+Twilio's own queue, then is listed as sent.  sender_queue_limit: senders over
+their sender_mps are queued, as Twilio queues them, instead of answered 429;
+once a sender's queue holds that many messages, 400/21611 (queue full).
 
 Order for a create request: auth (401/20003), account (404/20404),
 validation (400), account_concurrency (more requests in flight -> 429/20429
 at once), fault rule, sender rate (token bucket per sender = From, else
 MessagingServiceSid; sender_mps {sender: mps, "*": default per sender},
-burst sender_burst; over -> 429/20429), then delay_ms + the rule's delay_ms,
+burst sender_burst; over -> 429/20429, or with sender_queue_limit a queue
+that answers 400/21611 when full), then delay_ms + the rule's delay_ms,
 then the rule's error/drop or 201. retry_after sets Retry-After on the
 enforcement 429s.
 
@@ -72,7 +88,7 @@ import sys
 import threading
 import time
 import urllib.parse
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -96,6 +112,7 @@ MESSAGES = {
     21211: "Invalid 'To' Phone Number", 21212: "Invalid 'From' Phone Number",
     21602: "Message body is required",
     21603: "A 'From' or 'MessagingServiceSid' parameter is required",
+    21611: "This 'From' number has exceeded the maximum number of queued messages",
     21617: "The concatenated message body exceeds the 1600 character limit",
     21619: "A text message body, media URL or content SID must be specified",
     21623: "Number of media files exceeds allowed limit",
@@ -106,9 +123,11 @@ PARAM_CODES = {"To": 21211, "From": 21212, "FallbackFrom": 21212}
 SETTING_TYPES = {"delay_ms": (int, float), "account_concurrency": (int, type(None)),
                  "sender_mps": dict, "sender_burst": (int, float), "seed": (int, str),
                  "retry_after": (str, int, type(None)), "auth_token": str,
-                 "rules": list, "add_rules": list}
+                 "rules": list, "add_rules": list, "queued_for_s": (int, float),
+                 "sender_queue_limit": (int, type(None))}
 DEFAULT_SETTINGS = {"delay_ms": 0, "account_concurrency": None, "sender_mps": {},
-                    "sender_burst": 1, "retry_after": None, "seed": 0}
+                    "sender_burst": 1, "retry_after": None, "seed": 0, "queued_for_s": 0,
+                    "sender_queue_limit": None}
 RULE_KEYS = {"match", "count", "probability", "until", "duration_s", "action"}
 ACTION_KEYS = {"status", "code", "message", "retry_after", "delay_ms", "drop", "process"}
 MATCH_KEYS = {"to", "from", "path"}
@@ -284,6 +303,13 @@ def rule_matches(match, kind, to, sender):
             and ("from" not in match or bool(set(sender) & set(match["from"]))))
 
 
+def seed_args(body):
+    args = json.loads(body or b"{}")
+    if not isinstance(args, dict) or set(args) != {"to", "from", "body", "count"}:
+        raise ValueError("seed takes to, from, body and count")
+    return {"to": args["to"], "sender": args["from"], "body": args["body"], "count": args["count"]}
+
+
 class State:
     """Everything the double remembers; all access goes through self.lock."""
 
@@ -335,6 +361,7 @@ class State:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             record["seq"] = len(self.requests) + 1
+            record["concurrent"] = self.in_flight
             self.requests.append(record)
 
     def finish(self):
@@ -370,13 +397,22 @@ class State:
         return None
 
     def take_token(self, sender):
-        """Token bucket per sender; False when the sender is over its configured rate."""
+        """Token bucket per sender; False when the sender is over its configured rate.
+        With sender_queue_limit the sender's queue takes the message instead, and
+        a full queue raises 400/21611."""
         with self.lock:
             rates, burst = self.settings["sender_mps"], self.settings["sender_burst"]
             mps = rates.get(sender, rates.get("*"))
             if not mps:
                 return True
             now = time.monotonic()
+            limit = self.settings["sender_queue_limit"]
+            if limit is not None:
+                drained_at = max(self.buckets.get(sender, now), now)
+                if math.ceil((drained_at - now) * mps - 1e-6) >= limit:
+                    raise ApiError(400, 21611)
+                self.buckets[sender] = drained_at + 1 / mps
+                return True
             tokens, last = self.buckets.get(sender, (burst, now))
             tokens = min(burst, tokens + (now - last) * mps)
             allowed = tokens >= 1
@@ -391,6 +427,9 @@ class State:
         """Create a Message resource from a validated form and store it."""
         now = datetime.now(timezone.utc)
         media, body = form.get("MediaUrl", []), first(form, "Body") or ""
+        if not body and first(form, "ContentSid"):
+            # Twilio lists a template's rendered text
+            body = f"Rendered {first(form, 'ContentSid')} {first(form, 'ContentVariables') or ''}".strip()
         service = first(form, "MessagingServiceSid")
         sid = ("MM" if media else "SM") + secrets.token_hex(16)
         account = self.credentials["account_sid"]
@@ -409,16 +448,41 @@ class State:
         }
         with self.lock:
             self.messages.append((now, seq, message))
-        return message
+            queued_for = self.settings["queued_for_s"]
+        return self.listed(now, message, queued_for, now)
+
+    @staticmethod
+    def listed(created, message, queued_for, now):
+        """The message as Twilio shows it at `now`: while in Twilio's queue
+        (queued_for_s) in its initial status without date_sent, then sent."""
+        if not queued_for:
+            return message
+        if (now - created).total_seconds() < queued_for:
+            return dict(message, date_sent=None)
+        return dict(message, status="sent",
+                    date_sent=rfc2822(created + timedelta(seconds=queued_for)))
+
+    def seed(self, to, sender, body, count):
+        """Messages sent from elsewhere to `to` (a busy recipient); their sids."""
+        service = sender if MG_RE.fullmatch(sender) else None
+        form = {"To": [to], "Body": [body]}
+        form["MessagingServiceSid" if service else "From"] = [sender]
+        return [self.accept(form, 0)["sid"] for _ in range(int(count))]
 
     def find_messages(self, to=None, sender=None, on=None, after=None, before=None):
         with self.lock:
             stored = list(self.messages)
+            queued_for = self.settings["queued_for_s"]
+        now = datetime.now(timezone.utc)
         found = []
         for when, _, msg in reversed(stored):
-            day = when.date()
+            msg = self.listed(when, msg, queued_for, now)
+            sent = parse_when(msg["date_sent"]) if msg["date_sent"] else None
+            day = sent.date() if sent else None
+            dated = on is not None or after is not None or before is not None
             if ((to is None or msg["to"] == to)
                     and (sender is None or sender in (msg["from"], msg["messaging_service_sid"]))
+                    and (not dated or day is not None)
                     and (on is None or day == on) and (after is None or day >= after)
                     and (before is None or day <= before)):
                 found.append(msg)
@@ -455,6 +519,9 @@ def basic_credentials(header):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "TwilioDouble/1.0"
+    # headers and body go out in two writes: without TCP_NODELAY the body
+    # waits for the client's delayed ACK (40 ms) on a kept-alive connection
+    disable_nagle_algorithm = True
 
     def setup(self):
         super().setup()
@@ -515,6 +582,7 @@ class Handler(BaseHTTPRequestHandler):
             ("POST", "/_control/reset"): lambda: state.reset() or {"ok": True},
             ("POST", "/_control/config"):
                 lambda: state.configure(json.loads(body or b"{}")) or {"ok": True},
+            ("POST", "/_control/seed"): lambda: {"sids": state.seed(**seed_args(body))},
         }
         route = routes.get((self.command, url.path))
         if route is None:
@@ -543,6 +611,7 @@ class Handler(BaseHTTPRequestHandler):
             if status is None:
                 self.close_connection = True
             else:
+                headers = list(headers) + [("Twilio-Concurrent-Requests", str(record["concurrent"]))]
                 self.send_json(status, payload, headers)
         finally:
             state.finish()
@@ -638,15 +707,24 @@ class Handler(BaseHTTPRequestHandler):
                                                 day["DateSent<"])
         size, page = int(query.get("PageSize", 50)), int(query.get("Page", 0))
         start = page * size
+        token = query.get("PageToken")
+        if token:
+            after = token[2:]
+            at = next((i for i, m in enumerate(found) if m["sid"] == after), None)
+            if not token.startswith("PA") or at is None:
+                raise ApiError(400, 21200, f"Invalid PageToken {token}")
+            start = at + 1
         filters = {k: v for k, v in query.items() if k not in ("PageSize", "Page", "PageToken")}
 
-        def page_uri(n):
-            return url.path + "?" + urllib.parse.urlencode(dict(filters, PageSize=size, Page=n))
+        def page_uri(n, **extra):
+            return url.path + "?" + urllib.parse.urlencode(dict(filters, PageSize=size, Page=n,
+                                                                **extra))
 
         shown = found[start:start + size]
+        more = len(found) > start + size
         return {"messages": shown, "page": page, "page_size": size,
-                "first_page_uri": page_uri(0), "uri": page_uri(page),
-                "next_page_uri": page_uri(page + 1) if len(found) > start + size else None,
+                "first_page_uri": page_uri(0), "uri": url.path + "?" + url.query,
+                "next_page_uri": page_uri(page + 1, PageToken="PA" + shown[-1]["sid"]) if more else None,
                 "previous_page_uri": page_uri(page - 1) if page > 0 else None,
                 "start": start, "end": start + max(len(shown) - 1, 0)}
 

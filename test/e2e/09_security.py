@@ -81,9 +81,13 @@ def rss_kb(pid):
     return 0
 
 
+# the hostile server has no Messages list: its ambiguous answers are resent
+# without knowing once reconcile_timeout_ms has passed
 pg, double = start(settings={"twilio_outbox.backoff_base_ms": 100,
                              "twilio_outbox.backoff_max_ms": 200,
-                             "twilio_outbox.max_attempts": 2})
+                             "twilio_outbox.max_attempts": 2,
+                             "twilio_outbox.lookup_settle_ms": 100,
+                             "twilio_outbox.reconcile_timeout_ms": 1000})
 pg.add_pool("sec", "+15005550901", mps=1000, burst=100)
 
 

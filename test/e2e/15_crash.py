@@ -8,9 +8,9 @@
     sent again); the drain time is printed.
 (b) pg_ctl stop -m immediate and start again during a 1,000-message drain
     at 200 mps: the same.
-(c) (a) again with the list endpoint failing (500 on messages_list): the
-    worker must resend blindly; duplicates <= max_concurrency x crashes
-    (printed).
+(c) (a) again with the list endpoint failing (500 on messages_list) and
+    reconcile_timeout_ms = 2000: after that bound the worker resends
+    blindly; duplicates <= max_concurrency x crashes (printed).
 Every part also checks that no attempt went before its next_attempt_at.
 """
 
@@ -126,6 +126,8 @@ def immediate():
 @t.case("(c) kill -9 3 times with the list endpoint failing")
 def kill9_blind():
     double.config(rules=[{"match": {"path": "messages_list"}, "status": 500, "code": 20500}])
+    chaos.sql_retry(pg, "ALTER SYSTEM SET twilio_outbox.reconcile_timeout_ms = 2000; "
+                    "SELECT pg_reload_conf()")
     ids, seq0, began = drain("blind", "crash_c", 3000, "+1415152", 300)
     time.sleep(0.5)
     killed = kill_loop(ids, "blind")

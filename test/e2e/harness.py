@@ -298,6 +298,11 @@ class Double:
     def config(self, **kw):
         return self.control("config", kw)
 
+    def seed(self, to, sender, body, count):
+        """Store `count` messages to `to` as if sent from elsewhere; their sids."""
+        return self.control("seed", {"to": to, "from": sender, "body": body,
+                                     "count": count})["sids"]
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()

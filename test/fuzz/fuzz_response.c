@@ -2,7 +2,7 @@
  *
  * fuzz_response.c
  *		libFuzzer harness for src/response.c: tob_parse_response() and
- *		tob_parse_message_list() over an untrusted answer body.
+ *		tob_parse_list() over an untrusted answer body.
  *
  * Each input is handed to both parsers as a buffer of exactly its length
  * (not NUL-terminated), as the worker hands them the body it read.  Beyond
@@ -203,16 +203,22 @@ check_response(const char *body, size_t size)
 static void
 check_list(const char *body, size_t size)
 {
-	TobListedMessage *messages = NULL;
-	int			n = tob_parse_message_list(body, size, &messages);
+	TobListed  *messages = NULL;
+	char	   *next_page_uri = NULL;
+	int			n = tob_parse_list(body, size, "messages", &messages, &next_page_uri);
 	int			want;
 	int			i;
 
-	check_memory("tob_parse_message_list", size);
+	check_memory("tob_parse_list", size);
 	if (messages == NULL)
-		tob_fuzz_fail("tob_parse_message_list left messages NULL");
+		tob_fuzz_fail("tob_parse_list left messages NULL");
 	if (n < -1 || n > TOB_LIST_MAX)
-		tob_fuzz_fail("tob_parse_message_list returned %d", n);
+		tob_fuzz_fail("tob_parse_list returned %d", n);
+	if (n < 0 && next_page_uri != NULL)
+		tob_fuzz_fail("tob_parse_list gave a next_page_uri for an answer that is not a list");
+	if (next_page_uri != NULL && (strlen(next_page_uri) >= TOB_NEXT_URI_MAX ||
+								  !jm_utf8_valid(next_page_uri, strlen(next_page_uri))))
+		tob_fuzz_fail("next_page_uri is too long or not valid UTF-8");
 
 	want = !expect_object() ? -1 : Min(model.n_messages, TOB_LIST_MAX);
 	if (n != want)
@@ -224,10 +230,15 @@ check_list(const char *body, size_t size)
 	}
 	for (i = 0; i < n; i++)
 	{
-		TobListedMessage *m = &messages[i];
+		TobListed  *m = &messages[i];
 		const JmMessage *mm = &model.messages[i];
 
 		check_kept("list sid", i, m->sid, sizeof(m->sid));
+		check_kept("list from", i, m->from, sizeof(m->from));
+		check_kept("list to", i, m->to, sizeof(m->to));
+		check_kept("list messaging_service_sid", i, m->messaging_service_sid,
+				   sizeof(m->messaging_service_sid));
+		check_kept("list status", i, m->status, sizeof(m->status));
 		check_kept("list date_created", i, m->date_created, sizeof(m->date_created));
 		check_sid_test(m->sid);
 		if (m->body != NULL && !jm_utf8_valid(m->body, strlen(m->body)))

@@ -3,7 +3,7 @@
  * json_model.h
  *		A small JSON reader written apart from PostgreSQL's, as an oracle
  *		for fuzz_response: what tob_parse_response and
- *		tob_parse_message_list should have found in an input.
+ *		tob_parse_list should have found in an input.
  *
  * It accepts exactly the language of pg_parse_json() in PostgreSQL 15 with
  * de-escaping on (RFC 8259 JSON, whitespace = space, tab, LF, CR; \u0000

@@ -1,0 +1,224 @@
+/*-------------------------------------------------------------------------
+ *
+ * bgworker.c
+ *		Plumbing shared by the sender worker and the webhook listener:
+ *		registration, start-up, the transaction bracket and the extension
+ *		lookup.  Neither worker's file includes the other's; both include
+ *		this one (autoprewarm keeps its leader and per-database workers on
+ *		one such layer too).
+ *
+ * Session settings.  A worker connects like any session, so database- and
+ * role-level settings (ALTER DATABASE ... SET statement_timeout = ...) reach
+ * it.  Meant for applications, they would fail or change the worker's
+ * short transactions in ways the failure policy never sees: a claim
+ * cancelled by statement_timeout, a record refused by
+ * default_transaction_read_only, a serialization failure under
+ * default_transaction_isolation = serializable, or a claim that is not
+ * durable (synchronous_commit = off) before the messages it claims go out,
+ * so that a crash would send them a second time.  The workers pin what
+ * they rely on.
+ *
+ * Copyright (c) 2026, twilio_outbox developers
+ *
+ * IDENTIFICATION
+ *	  src/bgworker.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/lmgr.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "bgworker.h"
+#include "settings.h"
+
+/* Where results go: the context current at tob_xact_begin. */
+static MemoryContext caller_cxt = NULL;
+
+void
+tob_register_bgworker(const char *function_name, const char *name)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	/* never on a standby: it would send what the primary sends too */
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 10;
+	strlcpy(worker.bgw_library_name, "twilio_outbox", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, function_name, BGW_MAXLEN);
+	strlcpy(worker.bgw_name, name, BGW_MAXLEN);
+	strlcpy(worker.bgw_type, name, BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}
+
+/* Set a session setting over whatever the database or role says. */
+static void
+pin(const char *name, const char *value)
+{
+	SetConfigOption(name, value, PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+/*
+ * The start of each of our workers: signal handlers (SIGTERM only sets a
+ * flag, so in-flight work can be finished and recorded), the connection to
+ * twilio_outbox.database, a search_path under which only pg_catalog
+ * objects resolve unqualified in the worker's statements, and the pinned
+ * settings of the file header.
+ */
+void
+tob_bgworker_connect(const char *name)
+{
+	const char *sync;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(tob_database, NULL, 0);
+	pgstat_report_appname(name);
+
+	pin("search_path", "pg_catalog, pg_temp");
+	pin("statement_timeout", "0");
+	pin("lock_timeout", "0");
+	pin("idle_in_transaction_session_timeout", "0");
+	pin("default_transaction_isolation", "read committed");
+	pin("default_transaction_read_only", "off");
+	pin("default_transaction_deferrable", "off");
+
+	/*
+	 * A claim must be as durable as the server's commits before the claimed
+	 * messages go out (and reach a synchronous standby, where there is one).
+	 */
+	sync = GetConfigOption("synchronous_commit", false, false);
+	if (sync != NULL && (strcmp(sync, "off") == 0 || strcmp(sync, "local") == 0))
+		pin("synchronous_commit", "on");
+}
+
+/*---- the transaction bracket of every database step (worker_spi's) ----*/
+
+void
+tob_xact_begin(const char *activity)
+{
+	caller_cxt = CurrentMemoryContext;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	debug_query_string = activity;
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+void
+tob_xact_end(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	debug_query_string = NULL;
+	/* a background worker must flush its statistics itself */
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextSwitchTo(caller_cxt);
+}
+
+void
+tob_xact_abort(void)
+{
+	AbortCurrentTransaction();
+	debug_query_string = NULL;
+	pgstat_report_activity(STATE_IDLE, NULL);
+	if (caller_cxt)
+		MemoryContextSwitchTo(caller_cxt);
+}
+
+void
+tob_xact_report_and_abort(MemoryContext cxt)
+{
+	MemoryContextSwitchTo(cxt);
+	EmitErrorReport();
+	FlushErrorState();
+	tob_xact_abort();
+}
+
+MemoryContext
+tob_xact_caller_context(void)
+{
+	return caller_cxt;
+}
+
+/*---- the extension ----*/
+
+char *
+tob_extension_lookup(char **version)
+{
+	Oid			extoid = get_extension_oid("twilio_outbox", true);
+	bool		isnull;
+	Datum		nsp;
+
+	if (version)
+		*version = NULL;
+	if (!OidIsValid(extoid))
+		return NULL;
+
+	/*
+	 * DROP EXTENSION holds an exclusive lock on the extension object; do not
+	 * queue behind it (and block it) with our next query.
+	 */
+	if (!ConditionalLockDatabaseObject(ExtensionRelationId, extoid, 0, AccessShareLock))
+		return NULL;
+
+	if (SPI_execute("SELECT extnamespace, extversion FROM pg_extension WHERE extname = 'twilio_outbox'",
+					true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "looking up the extension failed");
+	if (SPI_processed != 1)
+		return NULL;
+	nsp = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (version)
+		*version = MemoryContextStrdup(caller_cxt,
+									   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
+	return MemoryContextStrdup(caller_cxt,
+							   quote_identifier(get_namespace_name(DatumGetObjectId(nsp))));
+}
+
+char *
+tob_extension_schema(void)
+{
+	return tob_extension_lookup(NULL);
+}
+
+void
+tob_inject_fault(const char *point)
+{
+	const char *list = tob_debug_inject_faults;
+	size_t		len = strlen(point);
+
+	while (list != NULL && *list != '\0')
+	{
+		const char *end = strchr(list, ',');
+		size_t		n = end ? (size_t) (end - list) : strlen(list);
+
+		while (n > 0 && *list == ' ')
+			list++, n--;
+		if (n == len && strncmp(list, point, len) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("twilio_outbox: injected fault at \"%s\"", point),
+					 errdetail("twilio_outbox.debug_inject_faults lists it.")));
+		list = end ? end + 1 : NULL;
+	}
+}

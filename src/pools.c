@@ -1,0 +1,218 @@
+/*-------------------------------------------------------------------------
+ *
+ * pools.c
+ *		The sender pools as the worker serves them.
+ *
+ * Each row of twilio_pools gets a slot in shared memory (TobPoolSlot: the
+ * token bucket, the rate in force, the breaker) and a local record
+ * (TobPoolLocal).  A slot keeps its bucket across reloads; a deleted
+ * pool's slot is reused once nothing of it is in flight.  A pool whose
+ * name does not fit a slot, or one beyond the slots there are, is never
+ * served under a truncated or shared name: it is reported once.
+ *
+ * A pool is ready when its bucket can pay for its next message: the claim
+ * that found a message it could not pay for remembers its segments
+ * (`need`), so that a pool at 1 mps with 3-segment messages sleeps three
+ * seconds instead of claiming every time a single segment accrues.
+ *
+ * Copyright (c) 2026, twilio_outbox developers
+ *
+ * IDENTIFICATION
+ *	  src/pools.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "pacing.h"
+#include "policy.h"
+#include "pools.h"
+
+TobPoolLocal tob_pool_local[TOB_MAX_POOLS];
+
+static int	rotation = 0;
+static bool warned_full = false;
+
+/* Report a pool the worker cannot serve, once until the pools change. */
+static void
+unserved(const TobPoolConfig *cfg, const char *why)
+{
+	if (warned_full)
+		return;
+	warned_full = true;
+	ereport(WARNING,
+			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+			 errmsg("twilio_outbox cannot serve pool \"%s\": %s", cfg->name, why),
+			 errhint("Its messages stay queued.  Pool names are at most %d bytes and there are at most %d pools.",
+					 TOB_POOL_NAME_LEN - 1, TOB_MAX_POOLS)));
+}
+
+void
+tob_pools_sync(TobPoolConfig *pools, int npools, TobMono now)
+{
+	bool		seen[TOB_MAX_POOLS] = {0};
+	bool		all_served = true;
+	int			i;
+	int			s;
+
+	LWLockAcquire(tob_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < npools; i++)
+	{
+		TobPoolConfig *cfg = &pools[i];
+		TobPoolSlot *slot;
+		int			free_slot = -1;
+
+		if (strlen(cfg->name) >= TOB_POOL_NAME_LEN || strlen(cfg->sender) >= TOB_ADDRESS_LEN)
+		{
+			all_served = false;
+			unserved(cfg, "its name or sender is too long");
+			continue;
+		}
+		for (s = 0; s < tob_shared->npools; s++)
+		{
+			if (tob_shared->pools[s].name[0] == '\0')
+			{
+				if (free_slot < 0 && tob_shared->pools[s].in_flight == 0)
+					free_slot = s;
+			}
+			else if (strcmp(tob_shared->pools[s].name, cfg->name) == 0)
+				break;
+		}
+		if (s == tob_shared->npools)
+		{
+			if (free_slot < 0 && tob_shared->npools < TOB_MAX_POOLS)
+				free_slot = tob_shared->npools++;
+			if (free_slot < 0)
+			{
+				all_served = false;
+				unserved(cfg, "every pool slot is taken");
+				continue;
+			}
+			s = free_slot;
+			slot = &tob_shared->pools[s];
+			memset(slot, 0, sizeof(*slot));
+			strlcpy(slot->name, cfg->name, TOB_POOL_NAME_LEN);
+			slot->mps = cfg->mps;
+			slot->effective_mps = cfg->mps;
+			slot->tat = now;	/* a new pool starts with a full bucket */
+			memset(&tob_pool_local[s], 0, sizeof(TobPoolLocal));
+			tob_pool_local[s].backlog = true;
+			tob_policy_pool_added(s);
+		}
+		slot = &tob_shared->pools[s];
+		seen[s] = true;
+		strlcpy(tob_pool_local[s].sender, cfg->sender, TOB_ADDRESS_LEN);
+		if (cfg->paused && !slot->paused)
+			tob_pool_local[s].backlog = true;	/* look again when it resumes */
+		slot->paused = cfg->paused;
+		slot->burst = cfg->burst;
+		slot->mps = cfg->mps;
+		tob_policy_pool_tick(s, now);
+		tob_pacing_update_tokens(slot, now);
+	}
+	if (all_served)
+		warned_full = false;
+	for (s = 0; s < tob_shared->npools; s++)
+		if (!seen[s])
+			tob_shared->pools[s].name[0] = '\0';
+	while (tob_shared->npools > 0 &&
+		   tob_shared->pools[tob_shared->npools - 1].name[0] == '\0' &&
+		   tob_shared->pools[tob_shared->npools - 1].in_flight == 0)
+		tob_shared->npools--;
+	LWLockRelease(tob_shared->lock);
+}
+
+void
+tob_pools_mark_backlog(void)
+{
+	int			s;
+
+	for (s = 0; s < TOB_MAX_POOLS; s++)
+		tob_pool_local[s].backlog = true;
+}
+
+/* Segments the pool's next message needs from its bucket. */
+static int
+need_of(int s)
+{
+	return Max(1, tob_pool_local[s].need);
+}
+
+int
+tob_pools_ready(TobMono now, bool all, int *order)
+{
+	int			npools;
+	int			n = 0;
+	int			i;
+
+	LWLockAcquire(tob_shared->lock, LW_SHARED);
+	npools = tob_shared->npools;
+	LWLockRelease(tob_shared->lock);
+
+	for (i = 0; i < npools; i++)
+	{
+		int			s = (rotation + i) % npools;
+		TobPoolSlot *slot = &tob_shared->pools[s];
+		bool		ready;
+
+		if (!(all || tob_pool_local[s].backlog))
+			continue;
+		if (tob_policy_pool_budget(s, now) == 0)
+			continue;
+		LWLockAcquire(tob_shared->lock, LW_SHARED);
+		ready = slot->name[0] != '\0' && !slot->paused &&
+			tob_pacing_wait_us(slot, need_of(s), now) == 0;
+		LWLockRelease(tob_shared->lock);
+		if (ready)
+			order[n++] = s;
+	}
+	rotation = npools > 0 ? (rotation + 1) % npools : 0;
+	return n;
+}
+
+int64
+tob_pools_wait_us(TobMono now, int64 limit_us)
+{
+	int			npools;
+	int			s;
+
+	LWLockAcquire(tob_shared->lock, LW_SHARED);
+	npools = tob_shared->npools;
+	LWLockRelease(tob_shared->lock);
+
+	for (s = 0; s < npools; s++)
+	{
+		TobPoolSlot *slot = &tob_shared->pools[s];
+		TobMono		held = tob_policy_pool_wake(s);
+		int64		wait_us;
+
+		if (!tob_pool_local[s].backlog)
+			continue;
+		LWLockAcquire(tob_shared->lock, LW_SHARED);
+		if (slot->name[0] == '\0' || slot->paused)
+			wait_us = -1;
+		else
+			wait_us = tob_pacing_wait_us(slot, need_of(s), now);
+		LWLockRelease(tob_shared->lock);
+		if (wait_us < 0 || held == TOB_MONO_NEVER)
+			continue;			/* paused, or its probe's answer will wake us */
+		if (held > now)
+			wait_us = Max(wait_us, held - now);
+		limit_us = Min(limit_us, wait_us);
+	}
+	return limit_us;
+}
+
+bool
+tob_pools_any_held(TobMono now)
+{
+	bool		held = false;
+	int			s;
+
+	LWLockAcquire(tob_shared->lock, LW_SHARED);
+	for (s = 0; s < tob_shared->npools && !held; s++)
+		held = tob_shared->pools[s].name[0] != '\0' &&
+			tob_shared->pools[s].breaker != TOB_BREAKER_CLOSED;
+	LWLockRelease(tob_shared->lock);
+	return held;
+}
