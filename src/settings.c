@@ -18,7 +18,8 @@
  * and pg_stat_statements (it keeps the text of utility statements that
  * succeed).  So a ProcessUtility hook refuses ALTER SYSTEM, SET, ALTER
  * DATABASE/ROLE ... SET and function SET clauses that give a secret a
- * value (RESET stays allowed), and an emit_log_hook keeps the text of any
+ * value (RESET stays allowed), replacing the text pg_stat_activity shows
+ * for the session, and an emit_log_hook keeps the text of any
  * statement that names a secret out of the server log.  PostgreSQL itself
  * logs 'parameter "x" changed to "value"' on a reload of postgresql.conf;
  * the hook recognises that line by its untranslated message id, so in any
@@ -38,6 +39,7 @@
 #include <sys/stat.h>
 
 #include "nodes/parsenodes.h"
+#include "pgstat.h"
 #include "storage/fd.h"
 #include "tcop/tcopprot.h"
 #include "tcop/utility.h"
@@ -464,6 +466,8 @@ refuse_secret_value(VariableSetStmt *stmt, const char *how)
 	name = secret_guc(stmt->name);
 	if (name == NULL)
 		return;
+	/* pg_stat_activity would keep showing the statement after the error */
+	pgstat_report_activity(STATE_RUNNING, STATEMENT_HIDDEN);
 	ereport(ERROR,
 			(errcode(ERRCODE_CANT_CHANGE_RUNTIME_PARAM),
 			 errmsg("%s cannot be set with %s", name, how),

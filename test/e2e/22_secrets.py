@@ -12,8 +12,9 @@ a rotated secret file is used at once.
   before twilio_outbox in shared_preload_libraries), ALTER SYSTEM SET,
   SET and ALTER ROLE ... SET of a secret are refused with a hint at the
   *_file settings, and the secret is in neither the server log, nor
-  pg_stat_statements, nor postgresql.auto.conf; other DDL is still
-  logged in full, and so is naming a *_file.
+  pg_stat_statements, nor postgresql.auto.conf, nor (for the session that
+  tried) pg_stat_activity; other DDL is still logged in full, and so is
+  naming a *_file.
 - A long-lived connection and the webhook listener follow a rotation of
   auth_token_file (by rename, and rewritten in place with the same size)
   without a reload.
@@ -50,6 +51,7 @@ class Session:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, bufsize=1, env=pg.env())
         harness._CLEANUPS.append(self.close)
+        self.pid_now = self.pid()
 
     def query(self, sql, *params):
         for i, value in enumerate(params, 1):
@@ -136,6 +138,12 @@ def check_statements(pg, order):
          f"{order}: every statement giving a secret a value is refused", repr(errors))
     t.ok(all("twilio_outbox.auth_token_file" in e or "twilio_outbox.api_key_secret_file" in e
              for e in errors if e), f"{order}: the hint names the *_file setting", repr(errors[:1]))
+    session = Session(pg)
+    session.query(statements[0])
+    shown = pg.sql_value("SELECT query FROM pg_stat_activity WHERE pid = :'p1'", session.pid_now)
+    t.ok(shown is not None and secret not in shown,
+         f"{order}: pg_stat_activity does not show the refused statement afterwards", repr(shown))
+    session.close()
     pg.sql("ALTER SYSTEM SET twilio_outbox.auth_token_file = '/nonexistent/token'")
     pg.sql("ALTER SYSTEM RESET twilio_outbox.auth_token_file")
     pg.sql("CREATE TABLE IF NOT EXISTS audit_me (id int)")
