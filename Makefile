@@ -5,13 +5,13 @@ OBJS       = src/twilio_outbox.o src/settings.o src/shmem.o src/bgworker.o \
              src/worker.o src/dispatch.o src/pools.o src/policy.o src/reconcile.o \
              src/queue.o src/http.o src/pacing.o src/form.o src/response.o \
              src/enqueue.o src/trigger.o src/validate.o src/segments.o src/status.o \
-             src/signature.o src/inbox.o src/ingest.o src/listener.o
+             src/signature.o src/inbox.o src/ingest.o src/listener.o src/pool_slots.o
 DATA       = $(wildcard $(EXTENSION)--*.sql)
 PGFILEDESC = "twilio_outbox - transactional outbox delivering messages via Twilio"
 
 REGRESS      = install pools enqueue errors segments trigger transitions views controls security webhooks upgrade
 REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=./tmp_check
-ISOLATION      = dedup_race
+ISOLATION      = dedup_race pool_slots
 ISOLATION_OPTS = --temp-config=test/isolation.conf --temp-instance=./tmp_check
 
 PKG_CONFIG ?= pkg-config

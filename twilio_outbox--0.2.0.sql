@@ -31,9 +31,14 @@ BEGIN
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'twilio_outbox_admin') THEN
 		CREATE ROLE twilio_outbox_admin NOLOGIN;
 	END IF;
+	-- issue 11: the internet-facing web tier gets twilio_ingest_callback and nothing else
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'twilio_outbox_webhook') THEN
+		CREATE ROLE twilio_outbox_webhook NOLOGIN;
+	END IF;
 END
 $$;
 GRANT twilio_outbox_writer TO twilio_outbox_admin;
+GRANT twilio_outbox_webhook TO twilio_outbox_writer;
 
 ------------------------------------------------------------------------
 -- Pools
@@ -61,19 +66,28 @@ CREATE TABLE twilio_pools (
 	paused			boolean NOT NULL DEFAULT false,
 	paused_until	timestamptz,
 	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	CONSTRAINT twilio_pools_name_check CHECK (pg_catalog.length(name) BETWEEN 1 AND 63),
+	-- bytes, not characters: the worker keeps the name in a 64-byte shared-memory slot
+	CONSTRAINT twilio_pools_name_check CHECK (pg_catalog.octet_length(name) BETWEEN 1 AND 63),
 	CONSTRAINT twilio_pools_sender_check CHECK (_twilio_sender_form(sender) IS NOT NULL),
-	CONSTRAINT twilio_pools_mps_check CHECK (mps > 0 AND mps <= 10000),
+	CONSTRAINT twilio_pools_mps_check CHECK (mps >= 0.001 AND mps <= 10000),
 	CONSTRAINT twilio_pools_burst_check CHECK (burst >= 1)
 );
 -- a handful of rows that autovacuum would otherwise never analyze
 ALTER TABLE twilio_pools SET (autovacuum_analyze_threshold = 1, autovacuum_analyze_scale_factor = 0);
 COMMENT ON TABLE twilio_pools IS 'Sender pools: who sends, and at how many segments per second';
 COMMENT ON COLUMN twilio_pools.sender IS '+E164 number, short code, alphanumeric sender id, whatsapp:+E164, or a Messaging Service SID (MG...)';
-COMMENT ON COLUMN twilio_pools.mps IS 'message segments per second this pool may send (0 < mps <= 10000)';
+COMMENT ON COLUMN twilio_pools.mps IS 'message segments per second this pool may send (0.001 <= mps <= 10000)';
 COMMENT ON COLUMN twilio_pools.burst IS 'segments that may go back to back after idling';
 COMMENT ON COLUMN twilio_pools.paused IS 'a paused pool sends nothing; its rows stay queued';
 COMMENT ON COLUMN twilio_pools.paused_until IS 'a timed pause (twilio_pool_pause) ends by itself at this time';
+
+-- API: private
+-- The worker's shared memory has a slot for TOB_MAX_POOLS (src/shmem.h) pools;
+-- refuses a new pool beyond that (the check and the number are in C,
+-- src/pool_slots.c, so they cannot drift apart).
+CREATE FUNCTION _twilio_check_pool_slots() RETURNS void
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'twilio_outbox_check_pool_slots_1_0';
 
 -- API: private
 -- The CHECK constraints above are the backstop; this gives each mistake a
@@ -83,25 +97,38 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	IF NEW.name IS NULL OR length(NEW.name) NOT BETWEEN 1 AND 63 THEN
-		RAISE EXCEPTION 'pool name must be 1 to 63 characters long'
+	IF NEW.name IS NULL OR octet_length(NEW.name) = 0 THEN
+		RAISE EXCEPTION 'pool name must be 1 to 63 bytes long'
 			USING ERRCODE = 'check_violation', COLUMN = 'name',
 			      HINT = 'Use a short name such as ''default'' or ''marketing''.';
+	END IF;
+	IF octet_length(NEW.name) > 63 THEN
+		RAISE EXCEPTION 'pool name must be 1 to 63 bytes long'
+			USING ERRCODE = 'check_violation', COLUMN = 'name',
+			      DETAIL = format('The name has %s characters and %s bytes.', length(NEW.name), octet_length(NEW.name)),
+			      HINT = 'Use a shorter name; a character outside ASCII takes 2 to 4 bytes.';
 	END IF;
 	IF NEW.sender IS NULL OR @extschema@._twilio_sender_form(NEW.sender) IS NULL THEN
 		RAISE EXCEPTION 'invalid sender % for pool "%"', coalesce(quote_literal(NEW.sender), 'NULL'), NEW.name
 			USING ERRCODE = 'check_violation', COLUMN = 'sender',
 			      HINT = 'Use a +E164 number (''+14155550100''), a short code (''12345''), an alphanumeric sender id of up to 11 characters (''ACME''), ''whatsapp:+14155550100'', or a Messaging Service SID (''MG'' and 32 hex digits).';
 	END IF;
-	IF NEW.mps IS NULL OR NEW.mps <= 0 OR NEW.mps > 10000 THEN
-		RAISE EXCEPTION 'mps % for pool "%" is out of range', coalesce(NEW.mps::text, 'NULL'), NEW.name
+	-- NaN is greater than every number, so it fails the upper bound
+	IF NEW.mps IS NULL OR NOT (NEW.mps >= 0.001 AND NEW.mps <= 10000) THEN
+		RAISE EXCEPTION 'mps % for pool "%" is out of range',
+				CASE WHEN NEW.mps IS NULL THEN 'NULL'
+				     WHEN length(NEW.mps::text) > 20 THEN btrim(to_char(NEW.mps, '9.999EEEE'))
+				     ELSE NEW.mps::text END, NEW.name
 			USING ERRCODE = 'check_violation', COLUMN = 'mps',
-			      HINT = 'mps is the segments per second the sender may send: more than 0 and at most 10000 (a US long code is 1, toll-free 3, a short code 100).';
+			      HINT = 'mps is the segments per second the sender may send, from 0.001 to 10000 (a US long code is 1, toll-free 3, a short code 100).';
 	END IF;
 	IF NEW.burst IS NULL OR NEW.burst < 1 THEN
 		RAISE EXCEPTION 'burst % for pool "%" is out of range', coalesce(NEW.burst::text, 'NULL'), NEW.name
 			USING ERRCODE = 'check_violation', COLUMN = 'burst',
 			      HINT = 'burst is how many segments may go back to back; it is at least 1.';
+	END IF;
+	IF TG_OP = 'INSERT' THEN
+		PERFORM @extschema@._twilio_check_pool_slots();
 	END IF;
 	RETURN NEW;
 END
@@ -380,6 +407,10 @@ AS 'MODULE_PATHNAME', 'twilio_outbox_check_trigger_1_0';
 -- API: private
 -- Checks the arguments of a new trigger that uses twilio_enqueue_trigger, so
 -- that a mistake fails at CREATE TRIGGER rather than on the first insert.
+-- It runs on every CREATE TRIGGER in the database, so it picks out our
+-- triggers here, in plpgsql, and calls into the C library only for those:
+-- unrelated DDL (a pg_restore, another extension) never depends on the
+-- library being loadable.
 CREATE FUNCTION _twilio_on_create_trigger() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -387,11 +418,13 @@ AS $$
 DECLARE
 	cmd record;
 BEGIN
-	FOR cmd IN SELECT objid FROM pg_catalog.pg_event_trigger_ddl_commands()
-	            WHERE classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass
+	FOR cmd IN SELECT t.oid, t.tgfoid
+	             FROM pg_catalog.pg_event_trigger_ddl_commands() d
+	             JOIN pg_catalog.pg_trigger t ON t.oid = d.objid
+	            WHERE d.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass
+	              AND t.tgfoid = pg_catalog.to_regprocedure('@extschema@.twilio_enqueue_trigger()')
 	LOOP
-		PERFORM @extschema@._twilio_check_trigger(cmd.objid,
-			'@extschema@.twilio_enqueue_trigger()'::pg_catalog.regprocedure);
+		PERFORM @extschema@._twilio_check_trigger(cmd.oid, cmd.tgfoid::pg_catalog.regprocedure);
 	END LOOP;
 END
 $$;
@@ -546,6 +579,10 @@ CREATE TABLE twilio_inbox (
 );
 -- A redelivered status callback without an idempotency token is still a duplicate.
 CREATE UNIQUE INDEX twilio_inbox_status_key ON twilio_inbox (message_sid, message_status);
+-- An inbound message is stored once per MessageSid, whichever way it came in
+-- (the listener or twilio_ingest_callback, with or without a token).
+CREATE UNIQUE INDEX twilio_inbox_inbound_key ON twilio_inbox ((params OPERATOR(pg_catalog.->>) 'MessageSid'))
+	WHERE kind = 'inbound';
 CREATE INDEX twilio_inbox_unapplied_idx ON twilio_inbox (id) WHERE applied_at IS NULL;
 CREATE INDEX twilio_inbox_received_idx ON twilio_inbox (received_at);
 COMMENT ON TABLE twilio_inbox IS 'Status callbacks and inbound messages from Twilio, stored when accepted and applied afterwards';
@@ -561,6 +598,21 @@ CREATE TABLE twilio_opt_outs (
 );
 COMMENT ON TABLE twilio_opt_outs IS 'Numbers that opted out: messages to them fail with 21610 without a request';
 COMMENT ON COLUMN twilio_opt_outs.source IS 'how the number got here: ''inbound STOP'' (the keyword), ''error 21610'', or set by hand';
+
+-- API: private
+-- Every inbound opt-out or opt-in keyword applied, once per MessageSid and
+-- kept after twilio_inbox's retention: a redelivered or replayed keyword
+-- message is recognised however late it comes, and a number's opt-out state
+-- is worked out from its keywords in order (_twilio_apply_inbox).
+CREATE TABLE _twilio_opt_out_keywords (
+	message_sid		text PRIMARY KEY,
+	phone_number	text NOT NULL,
+	keyword			text NOT NULL,
+	opt_out			boolean NOT NULL,
+	received_at		timestamptz NOT NULL,
+	inbox_id		bigint NOT NULL
+);
+CREATE INDEX _twilio_opt_out_keywords_number_idx ON _twilio_opt_out_keywords (phone_number, received_at);
 
 -- API: private
 -- The order of Twilio's message statuses: a status callback never moves a
@@ -580,12 +632,23 @@ END;
 -- onto the outbox row with their MessageSid, inbound opt-out keywords onto
 -- twilio_opt_outs.  Returns how many were applied.  Rows are locked (not
 -- skipped), so when it returns everything stored before it started is applied.
+--
+-- The order of opt-out keywords: nothing in an inbound webhook says when
+-- Twilio received the message (no timestamp, and MessageSids are random), so
+-- the order is that of first arrival here.  That is Twilio's order except
+-- where Twilio redelivered a webhook it could not deliver at first, which it
+-- does only within its 15 s time limit for a webhook.  So a keyword that
+-- arrived more than 15 s after another came after it at Twilio too; of
+-- keywords that arrived within 15 s of each other the order is unknown, and
+-- an opt-out among them wins.  Each keyword message counts once, ever
+-- (_twilio_opt_out_keywords): a redelivery or replay changes nothing.
 CREATE FUNCTION _twilio_apply_inbox(max_events integer DEFAULT 1000) RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	ids bigint[];
+	numbers text[];
 	n integer;
 BEGIN
 	SELECT array_agg(x.id ORDER BY x.id) INTO ids
@@ -620,23 +683,50 @@ BEGIN
 	   AND @extschema@._twilio_delivery_rank(ev.status) >
 	       COALESCE(@extschema@._twilio_delivery_rank(o.delivery_status), 0);
 
-	-- inbound opt-out keywords: per number the latest one of the batch wins
+	-- inbound opt-out keywords: each message once, ever
 	WITH kw AS (
-		SELECT DISTINCT ON (i.params->>'From') i.params->>'From' AS number,
+		SELECT i.id, COALESCE(NULLIF(i.params->>'MessageSid', ''), 'inbox ' || i.id) AS sid,
+		       i.params->>'From' AS number,
 		       upper(btrim(i.params->>'Body', E' \t\r\n')) AS word, i.received_at
 		  FROM @extschema@.twilio_inbox i
 		 WHERE i.id = ANY (ids) AND i.kind = 'inbound' AND COALESCE(i.params->>'From', '') <> ''
 		   AND upper(btrim(i.params->>'Body', E' \t\r\n')) IN
-		       ('STOP', 'STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT', 'START', 'YES', 'UNSTOP')
-		 ORDER BY i.params->>'From', i.id DESC),
-	ins AS (
-		INSERT INTO @extschema@.twilio_opt_outs (phone_number, created_at, source)
-		SELECT kw.number, kw.received_at, 'inbound ' || kw.word FROM kw
-		 WHERE kw.word NOT IN ('START', 'YES', 'UNSTOP')
-		ON CONFLICT (phone_number) DO NOTHING)
-	DELETE FROM @extschema@.twilio_opt_outs x
-	 USING kw
-	 WHERE kw.word IN ('START', 'YES', 'UNSTOP') AND x.phone_number = kw.number;
+		       ('STOP', 'STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT', 'START', 'YES', 'UNSTOP')),
+	logged AS (
+		INSERT INTO @extschema@._twilio_opt_out_keywords AS k
+		       (message_sid, phone_number, keyword, opt_out, received_at, inbox_id)
+		SELECT kw.sid, kw.number, kw.word, kw.word NOT IN ('START', 'YES', 'UNSTOP'), kw.received_at, kw.id
+		  FROM kw ORDER BY kw.id
+		ON CONFLICT (message_sid) DO NOTHING
+		RETURNING k.phone_number)
+	SELECT array_agg(DISTINCT l.phone_number) INTO numbers FROM logged l;
+
+	-- the state of each number that got a new keyword: out when its latest
+	-- keyword, or one that arrived within 15 s before it, is an opt-out
+	IF numbers IS NOT NULL THEN
+		WITH latest AS (
+			SELECT DISTINCT ON (k.phone_number) k.phone_number, k.received_at
+			  FROM @extschema@._twilio_opt_out_keywords k
+			 WHERE k.phone_number = ANY (numbers)
+			 ORDER BY k.phone_number, k.received_at DESC, k.inbox_id DESC),
+		state AS (
+			SELECT l.phone_number, x.keyword AS out_word, x.received_at AS out_at
+			  FROM latest l
+			  LEFT JOIN LATERAL (
+			        SELECT k.keyword, k.received_at
+			          FROM @extschema@._twilio_opt_out_keywords k
+			         WHERE k.phone_number = l.phone_number AND k.opt_out
+			           AND k.received_at >= l.received_at - interval '15 seconds'
+			         ORDER BY k.received_at DESC, k.inbox_id DESC LIMIT 1) x ON true),
+		ins AS (
+			INSERT INTO @extschema@.twilio_opt_outs (phone_number, created_at, source)
+			SELECT s.phone_number, s.out_at, 'inbound ' || s.out_word FROM state s
+			 WHERE s.out_word IS NOT NULL
+			ON CONFLICT (phone_number) DO NOTHING)
+		DELETE FROM @extschema@.twilio_opt_outs x
+		 USING state s
+		 WHERE s.out_word IS NULL AND x.phone_number = s.phone_number;
+	END IF;
 
 	-- a status callback may come before the worker has recorded the sid:
 	-- try it again for 10 minutes before calling it unmatched
@@ -667,12 +757,13 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION twilio_ingest_callback(path text, params jsonb, signature text, url text)
+CREATE FUNCTION twilio_ingest_callback(path text, params jsonb, signature text, url text,
+									   idempotency_token text DEFAULT NULL)
 RETURNS boolean
 LANGUAGE c VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-AS 'MODULE_PATHNAME', 'twilio_outbox_ingest_callback_1_0';
-COMMENT ON FUNCTION twilio_ingest_callback(text, jsonb, text, text) IS
+AS 'MODULE_PATHNAME', 'twilio_outbox_ingest_callback_2_0';
+COMMENT ON FUNCTION twilio_ingest_callback(text, jsonb, text, text, text) IS
 	'Check a Twilio callback''s X-Twilio-Signature and store it for the worker to apply; false (and nothing stored) when the signature does not match';
 
 -- API: private
@@ -722,7 +813,7 @@ COMMENT ON VIEW twilio_delivery_stats IS
 ------------------------------------------------------------------------
 
 REVOKE ALL ON TABLE twilio_pools, twilio_outbox, _twilio_attempt_errors, twilio_inbox,
-	twilio_opt_outs FROM PUBLIC;
+	twilio_opt_outs, _twilio_opt_out_keywords FROM PUBLIC;
 REVOKE ALL ON FUNCTION
 	_twilio_sender_form(text), _twilio_pools_validate(), _twilio_pools_guard_delete(),
 	twilio_enqueue(text, text, text, text[], timestamptz, interval, integer, text, text, jsonb),
@@ -731,7 +822,8 @@ REVOKE ALL ON FUNCTION
 	_twilio_worker_status(), _twilio_pool_status(), _twilio_check_pool(text), _twilio_queue_stats(),
 	twilio_pool_pause(text, timestamptz), twilio_pool_resume(text),
 	twilio_retry_failed(text, timestamptz), _twilio_delivery_rank(text), _twilio_apply_inbox(integer),
-	twilio_ingest_callback(text, jsonb, text, text), _twilio_webhook_counters()
+	twilio_ingest_callback(text, jsonb, text, text, text), _twilio_webhook_counters(),
+	_twilio_check_pool_slots()
 	FROM PUBLIC;
 REVOKE ALL ON twilio_pool_status, twilio_worker_status, twilio_queue_stats, twilio_error_stats,
 	twilio_webhook_stats, twilio_delivery_stats FROM PUBLIC;
@@ -745,7 +837,7 @@ GRANT SELECT ON twilio_pools, twilio_outbox TO twilio_outbox_writer;
 GRANT EXECUTE ON FUNCTION twilio_retry(bigint), twilio_retry_failed(text, timestamptz),
 	twilio_pool_pause(text, timestamptz), twilio_pool_resume(text) TO twilio_outbox_admin;
 -- the pools' CHECK constraint and validation trigger run as the user writing the row
-GRANT EXECUTE ON FUNCTION _twilio_sender_form(text) TO twilio_outbox_admin;
+GRANT EXECUTE ON FUNCTION _twilio_sender_form(text), _twilio_check_pool_slots() TO twilio_outbox_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON twilio_pools TO twilio_outbox_admin;
 
 GRANT EXECUTE ON FUNCTION _twilio_worker_status(), _twilio_pool_status(), _twilio_queue_stats()
@@ -755,10 +847,12 @@ GRANT SELECT ON twilio_pool_status, twilio_worker_status, twilio_queue_stats, tw
 
 -- Webhooks: a user's own web tier hands Twilio's callbacks to twilio_ingest_callback
 -- (it checks the signature itself, so the caller need not be trusted with the table).
-GRANT EXECUTE ON FUNCTION twilio_ingest_callback(text, jsonb, text, text) TO twilio_outbox_writer;
+-- twilio_outbox_webhook may do that and nothing else; twilio_outbox_writer is
+-- a member of it.
+GRANT EXECUTE ON FUNCTION twilio_ingest_callback(text, jsonb, text, text, text) TO twilio_outbox_webhook;
 GRANT SELECT ON twilio_opt_outs TO twilio_outbox_writer;
 GRANT SELECT, INSERT, UPDATE, DELETE ON twilio_opt_outs TO twilio_outbox_admin;
-GRANT SELECT ON twilio_inbox TO twilio_outbox_admin;
+GRANT SELECT ON twilio_inbox, _twilio_opt_out_keywords TO twilio_outbox_admin;
 GRANT EXECUTE ON FUNCTION _twilio_webhook_counters(), _twilio_delivery_rank(text)
 	TO pg_monitor, twilio_outbox_admin;
 GRANT SELECT ON twilio_webhook_stats, twilio_delivery_stats TO pg_monitor, twilio_outbox_admin;
@@ -773,3 +867,4 @@ SELECT pg_catalog.pg_extension_config_dump('twilio_outbox_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('twilio_inbox', '');
 SELECT pg_catalog.pg_extension_config_dump('twilio_inbox_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('twilio_opt_outs', '');
+SELECT pg_catalog.pg_extension_config_dump('_twilio_opt_out_keywords', '');

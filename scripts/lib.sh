@@ -37,7 +37,8 @@ install_deps() {
 		build-essential pkg-config ca-certificates \
 		"postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" "postgresql-$PG_MAJOR-pgtap" \
 		libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev libmicrohttpd-dev \
-		python3 curl openssl procps clang libclang-rt-14-dev binutils >/dev/null
+		python3 curl openssl procps clang libclang-rt-14-dev binutils \
+		locales >/dev/null	# locales: localedef for test/e2e/22_secrets.py
 	# node + npm: the webhook tests sign with Twilio's helper library for node
 	# (Debian's nodejs is enough; a node from elsewhere is kept)
 	if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

@@ -44,6 +44,11 @@ SELECT next_attempt_at = now() - interval '1 hour' AS due_since_an_hour,
   FROM twilio_outbox WHERE id = :id3;
 COMMIT;
 
+-- far in the future is fine as long as the expiry fits in a timestamp
+SELECT twilio_enqueue('+14155550100', 'far', send_after => '294276-12-01 00:00+00', valid_for => '1 day') AS id4 \gset
+SELECT next_attempt_at, expires_at FROM twilio_outbox WHERE id = :id4;
+DELETE FROM twilio_outbox WHERE id = :id4;
+
 -- idempotent enqueue: the same dedup_key returns the first id and writes nothing
 SELECT twilio_enqueue('+14155550100', 'different text', dedup_key => 'order-42') = :id2 AS same_id;
 SELECT count(*) FROM twilio_outbox WHERE dedup_key = 'order-42';

@@ -121,6 +121,26 @@ SELECT twilio_enqueue('+14155550100', 'hi', valid_for => '-5 minutes');
 \echo :LAST_ERROR_SQLSTATE
 SELECT twilio_enqueue('+14155550100', 'hi', valid_for => '1 month -31 days');
 \echo :LAST_ERROR_SQLSTATE
+-- compares as positive (a month counts 30 days) but ends before it starts in February
+SELECT twilio_enqueue('+14155550100', 'hi', send_after => '2031-02-01 00:00+00', valid_for => '1 month -29 days');
+\echo :LAST_ERROR_SQLSTATE
+-- send_after and the expiry must be finite times the timestamp range can hold
+SELECT twilio_enqueue('+14155550100', 'hi', send_after => 'infinity');
+\echo :LAST_ERROR_SQLSTATE
+SELECT twilio_enqueue('+14155550100', 'hi', send_after => '-infinity');
+\echo :LAST_ERROR_SQLSTATE
+SELECT twilio_enqueue('+14155550100', 'hi', send_after => '-infinity', valid_for => '1 hour');
+\echo :LAST_ERROR_SQLSTATE
+SELECT twilio_enqueue('+14155550100', 'hi', valid_for => '178000000 years');
+\echo :LAST_ERROR_SQLSTATE
+SELECT twilio_enqueue('+14155550100', 'hi', valid_for => '2147483647 days');
+\echo :LAST_ERROR_SQLSTATE
+SELECT twilio_enqueue('+14155550100', 'hi', valid_for => '2562047788 hours');
+\echo :LAST_ERROR_SQLSTATE
+SELECT twilio_enqueue('+14155550100', 'hi', send_after => '294276-12-31 00:00+00', valid_for => '2 days');
+\echo :LAST_ERROR_SQLSTATE
+SELECT twilio_enqueue('+14155550100', 'hi', send_after => '4713-01-01 00:00+00 BC', valid_for => '1 month -29 days');
+\echo :LAST_ERROR_SQLSTATE
 SELECT twilio_enqueue('+14155550100', 'hi', priority => 101);
 \echo :LAST_ERROR_SQLSTATE
 SELECT twilio_enqueue('+14155550100', 'hi', priority => -101);
@@ -130,6 +150,6 @@ SELECT twilio_enqueue('+14155550100', 'hi', dedup_key => '');
 SELECT twilio_enqueue('+14155550100', 'hi', dedup_key => repeat('k', 1001));
 \echo :LAST_ERROR_SQLSTATE
 
--- nothing was written by any of the 55 calls above
+-- nothing was written by any of the 64 calls above
 SELECT count(*) AS rows_written FROM twilio_outbox;
 DELETE FROM twilio_pools;

@@ -22,7 +22,7 @@ SELECT pg_describe_object(classid, objid, 0) AS object
 
 -- the group roles exist and cannot log in
 SELECT rolname, rolcanlogin FROM pg_roles
- WHERE rolname IN ('twilio_outbox_writer', 'twilio_outbox_admin') ORDER BY 1;
+ WHERE rolname IN ('twilio_outbox_writer', 'twilio_outbox_admin', 'twilio_outbox_webhook') ORDER BY 1;
 
 -- settings: every contract GUC is defined; the secrets are hidden from SHOW ALL
 SELECT name, setting, unit, context

@@ -23,6 +23,7 @@
 #include "postgres.h"
 
 #include <ctype.h>
+#include <math.h>
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -232,6 +233,52 @@ validate_params(Jsonb *params)
 	return has_content_sid;
 }
 
+/*
+ * When the message may go (send_after, or now) and until when (that plus
+ * valid_for; 0 for no expiry).  Both must be finite, valid timestamps: an
+ * infinite send_after would never be due (or always be), and an expiry the
+ * timestamp range cannot hold would fail the insert with a bare "timestamp
+ * out of range".  Adding an interval goes through calendar months and days,
+ * so first check with generous bounds (31 days a month, 25 hours a day)
+ * that no result could leave the range; only then add it for real.
+ */
+static void
+schedule(const TobMessage *msg, TimestampTz *due, TimestampTz *expires)
+{
+	TimestampTz start = msg->has_send_after ? msg->send_after : GetCurrentTransactionStartTimestamp();
+	const Interval *v = msg->valid_for;
+	double		reach;
+
+	if (msg->has_send_after && TIMESTAMP_NOT_FINITE(msg->send_after))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("send_after must be a finite time, not %s",
+						TIMESTAMP_IS_NOBEGIN(msg->send_after) ? "-infinity" : "infinity"),
+				 errhint("Give a time such as now() + interval '1 hour', or NULL to send as soon as possible.")));
+	*due = start;
+	*expires = 0;
+	if (v == NULL)
+		return;
+
+	reach = fabs((double) v->month) * 31.0 * USECS_PER_DAY +
+		fabs((double) v->day) * (USECS_PER_DAY + USECS_PER_HOUR) +
+		fabs((double) v->time);
+	if ((double) start + reach >= (double) END_TIMESTAMP ||
+		(double) start - reach < (double) MIN_TIMESTAMP)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("valid_for puts the expiry outside the range of timestamps"),
+				 errhint("Give an interval such as '15 minutes' or '2 days', or NULL for no expiry.")));
+	*expires = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+													   TimestampTzGetDatum(start),
+													   IntervalPGetDatum(v)));
+	/* '1 month -29 days' compares as positive but may end before it starts */
+	if (*expires <= start)
+		bad_argument(ERRCODE_INVALID_PARAMETER_VALUE,
+					 "Give a positive interval such as '15 minutes', or NULL for no expiry.",
+					 "valid_for must be positive");
+}
+
 static bool
 text_is_blank(text *t)
 {
@@ -246,10 +293,10 @@ text_is_blank(text *t)
 
 /*
  * Check every argument, raising the first problem found; return the number
- * of segments the message costs.
+ * of segments the message costs, and when it is due and expires.
  */
 static int32
-validate_message(const TobMessage *msg)
+validate_message(const TobMessage *msg, TimestampTz *due, TimestampTz *expires)
 {
 	bool		has_media;
 	bool		has_content_sid;
@@ -311,6 +358,8 @@ validate_message(const TobMessage *msg)
 						 "valid_for must be positive");
 	}
 
+	schedule(msg, due, expires);
+
 	if (msg->priority < -100 || msg->priority > 100)
 		bad_argument(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
 					 "Use a priority from -100 to 100; higher goes first within a pool.",
@@ -340,7 +389,7 @@ static SPIPlanPtr
 get_insert_plan(Oid nsp)
 {
 	static Oid	argtypes[] = {TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, INT4OID,
-		JSONBOID, INT4OID, TIMESTAMPTZOID, INTERVALOID, TEXTOID, TEXTOID};
+		JSONBOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
 	const char *schema;
 	char	   *sql;
 	SPIPlanPtr	plan;
@@ -352,10 +401,7 @@ get_insert_plan(Oid nsp)
 	sql = psprintf("INSERT INTO %s.twilio_outbox AS o "
 				   "(pool, to_number, body, media_urls, num_segments, params, priority,"
 				   " next_attempt_at, expires_at, dedup_key, status_callback) "
-				   "SELECT p.name, $2, $3, $4, $5, COALESCE($6, '{}'), $7,"
-				   " COALESCE($8, pg_catalog.now()),"
-				   " COALESCE($8, pg_catalog.now()) OPERATOR(pg_catalog.+) $9,"
-				   " $10, $11 "
+				   "SELECT p.name, $2, $3, $4, $5, COALESCE($6, '{}'), $7, $8, $9, $10, $11 "
 				   "FROM %s.twilio_pools p WHERE p.name OPERATOR(pg_catalog.=) $1 "
 				   "ON CONFLICT (dedup_key) DO NOTHING RETURNING o.id",
 				   schema, schema);
@@ -393,7 +439,9 @@ lookup_one(const char *sql_fmt, Oid nsp, const char *arg, Datum *result)
 int64
 tob_enqueue(const TobMessage *msg, Oid nsp)
 {
-	int32		num_segments = validate_message(msg);
+	TimestampTz due;
+	TimestampTz expires;
+	int32		num_segments = validate_message(msg, &due, &expires);
 	Datum		values[11];
 	char		nulls[11];
 	int64		id = 0;
@@ -408,8 +456,8 @@ tob_enqueue(const TobMessage *msg, Oid nsp)
 	ARG(4, false, Int32GetDatum(num_segments));
 	ARG(5, msg->params == NULL, JsonbPGetDatum(msg->params));
 	ARG(6, false, Int32GetDatum(msg->priority));
-	ARG(7, !msg->has_send_after, TimestampTzGetDatum(msg->send_after));
-	ARG(8, msg->valid_for == NULL, IntervalPGetDatum(msg->valid_for));
+	ARG(7, false, TimestampTzGetDatum(due));
+	ARG(8, msg->valid_for == NULL, TimestampTzGetDatum(expires));
 	ARG(9, msg->dedup_key == NULL, CStringGetTextDatum(msg->dedup_key ? msg->dedup_key : ""));
 	ARG(10, msg->status_callback == NULL,
 		CStringGetTextDatum(msg->status_callback ? msg->status_callback : ""));

@@ -60,9 +60,17 @@ tob_webhook_verify(const char *url, TobParam *params, int n, const char *signatu
 		ok = false;
 	else
 	{
+		char	   *other = tob_url_port_variant(url);
+
 		tob_sort_params(params, n);
 		tob_twilio_signature(tob_auth_token_value(), url, params, n, expected);
 		ok = tob_signature_matches(expected, signature);
+		/* signed with the default port, or without it: both are Twilio's */
+		if (other != NULL)
+		{
+			tob_twilio_signature(tob_auth_token_value(), other, params, n, expected);
+			ok = tob_signature_matches(expected, signature) || ok;
+		}
 	}
 	if (!ok && tob_shared)
 		count(&tob_shared->webhooks.rejected, 1);

@@ -25,8 +25,9 @@ extern const char *tob_webhook_kind(const char *path);
 
 /*
  * Does the signature match url and params (which get sorted) for the
- * configured auth token?  Counts the request as received, and as rejected
- * when it does not match.  Needs a transaction.
+ * configured auth token?  url may be signed with or without its scheme's
+ * default port.  Counts the request as received, and as rejected when it
+ * does not match.  Needs a transaction.
  */
 extern bool tob_webhook_verify(const char *url, TobParam *params, int n,
 							   const char *signature);

@@ -32,9 +32,11 @@
 #include "signature.h"
 
 PG_FUNCTION_INFO_V1(twilio_outbox_ingest_callback_1_0);
+PG_FUNCTION_INFO_V1(twilio_outbox_ingest_callback_2_0);
 PG_FUNCTION_INFO_V1(twilio_outbox_webhook_counters_1_0);
 
 #define WEBHOOK_COUNTERS_COLS 7
+#define MAX_TOKEN_BYTES 1000
 
 static void
 require_argument(FunctionCallInfo fcinfo, int arg, const char *name, const char *hint)
@@ -112,13 +114,14 @@ params_from_jsonb(Jsonb *jb, TobParam **params)
 }
 
 /*
- * twilio_ingest_callback(path text, params jsonb, signature text, url text)
- * RETURNS boolean: true when the signature matches and the callback is
- * stored (or was stored before), false when it does not match (nothing is
- * stored).
+ * Check a callback's signature and store it; the body of both versions of
+ * twilio_ingest_callback.  token is the I-Twilio-Idempotency-Token (NULL or
+ * empty when there was none).  Returns true when the signature matches and
+ * the callback is stored (or was stored before), false when it does not
+ * match (nothing is stored).
  */
-Datum
-twilio_outbox_ingest_callback_1_0(PG_FUNCTION_ARGS)
+static bool
+ingest(FunctionCallInfo fcinfo, const char *token)
 {
 	char	   *path;
 	const char *kind;
@@ -128,7 +131,6 @@ twilio_outbox_ingest_callback_1_0(PG_FUNCTION_ARGS)
 	int			n;
 	StringInfoData json;
 	const char *json_text;
-	const char *no_token = NULL;
 	const char *schema;
 
 	require_argument(fcinfo, 0, "path", "Use '/twilio/status' for status callbacks or '/twilio/inbound' for inbound messages.");
@@ -149,15 +151,21 @@ twilio_outbox_ingest_callback_1_0(PG_FUNCTION_ARGS)
 				 errmsg("url \"%s\" is not an http:// or https:// URL", url),
 				 errhint("Pass the full URL Twilio requested (the one it signed), e.g. 'https://example.com/twilio/status'.")));
 	n = params_from_jsonb(PG_GETARG_JSONB_P(1), &params);
+	if (token != NULL && strlen(token) > MAX_TOKEN_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+				 errmsg("idempotency_token is longer than %d bytes", MAX_TOKEN_BYTES),
+				 errhint("Pass the I-Twilio-Idempotency-Token header as Twilio sent it, or NULL when there was none.")));
 	if (tob_auth_token_value()[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot check webhook signatures: twilio_outbox.auth_token is not set"),
-				 errhint("Set twilio_outbox.auth_token to the Auth Token of the account Twilio signs callbacks for, and reload.")));
+				 errmsg("cannot check webhook signatures: no auth token is set"),
+				 errdetail("Neither twilio_outbox.auth_token_file (a readable, non-empty file) nor twilio_outbox.auth_token gives one."),
+				 errhint("Put the Auth Token of the account Twilio signs callbacks for in a file, set twilio_outbox.auth_token_file to its path, and reload.")));
 	signature = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
 
 	if (!tob_webhook_verify(url, params, n, signature))
-		PG_RETURN_BOOL(false);
+		return false;
 
 	initStringInfo(&json);
 	tob_params_json(&json, params, n);
@@ -165,9 +173,28 @@ twilio_outbox_ingest_callback_1_0(PG_FUNCTION_ARGS)
 	schema = quote_identifier(get_namespace_name(get_func_namespace(fcinfo->flinfo->fn_oid)));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	(void) tob_inbox_store(schema, 1, &kind, &json_text, &no_token);
+	(void) tob_inbox_store(schema, 1, &kind, &json_text, &token);
 	SPI_finish();
-	PG_RETURN_BOOL(true);
+	return true;
+}
+
+/* twilio_ingest_callback(path text, params jsonb, signature text, url text): 0.1.0 */
+Datum
+twilio_outbox_ingest_callback_1_0(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(ingest(fcinfo, NULL));
+}
+
+/*
+ * twilio_ingest_callback(path text, params jsonb, signature text, url text,
+ *						  idempotency_token text DEFAULT NULL) RETURNS boolean
+ */
+Datum
+twilio_outbox_ingest_callback_2_0(PG_FUNCTION_ARGS)
+{
+	const char *token = PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4));
+
+	PG_RETURN_BOOL(ingest(fcinfo, token));
 }
 
 Datum

@@ -59,8 +59,17 @@
 #define HTTP_TOO_LARGE		413	/* named differently across libmicrohttpd versions */
 #define MAX_SLEEP_MS		1000
 #define SCHEMA_RECHECK_US	1000000
+/*
+ * Connections: at most CONNECTION_LIMIT in all and CONNECTIONS_PER_CLIENT
+ * from one address, so that a few slow or idle clients cannot crowd out
+ * Twilio; one that sends nothing for CONNECTION_TIMEOUT_S is closed.
+ * Twilio sends its request as soon as it is connected and gives up on the
+ * whole exchange after 15 s, so a connection idle for 10 s serves nobody.
+ * (A suspended connection, waiting for its store, does not time out.)
+ */
 #define CONNECTION_LIMIT	1000
-#define CONNECTION_TIMEOUT_S 30
+#define CONNECTIONS_PER_CLIENT 50
+#define CONNECTION_TIMEOUT_S 10
 
 static const char twiml_empty[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>";
 
@@ -414,6 +423,7 @@ start_daemon(void)
 							   MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
 							   MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
 							   MHD_OPTION_CONNECTION_LIMIT, (unsigned int) CONNECTION_LIMIT,
+							   MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int) CONNECTIONS_PER_CLIENT,
 							   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) CONNECTION_TIMEOUT_S,
 							   MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1,
 							   MHD_OPTION_END);
@@ -504,6 +514,11 @@ twilio_outbox_listener_main(Datum main_arg)
 		ResetLatch(MyLatch);
 	}
 
+	/*
+	 * Non-zero, like every worker of ours: exit 0 would unregister the
+	 * listener, and after a pg_terminate_backend it would stay away until
+	 * the server restarts.  At shutdown the postmaster restarts nothing.
+	 */
 	ereport(LOG, (errmsg("twilio_outbox webhook listener shutting down")));
-	proc_exit(0);
+	proc_exit(1);
 }

@@ -7,11 +7,23 @@
  * GUC_NO_SHOW_ALL, and a show hook masks them: members of
  * pg_read_all_settings (pg_monitor among them) may read superuser-only
  * settings, so SHOW and current_setting() give "********" to everyone.
- * PostgreSQL itself logs 'parameter "x" changed to "value"' on a reload;
- * an emit_log_hook cuts the value off for the secrets, and hides the
- * statement text of errors in statements that name them.  Operators who
- * keep the secrets out of postgresql.conf altogether use the *_file
- * settings, read by the worker at start and on every reload.
+ *
+ * The safe way to give a secret is a file named by the *_file settings: a
+ * process re-reads it whenever the file changes (stat before each use), so
+ * a rotated secret reaches long-lived connections and the workers without
+ * a reload.
+ *
+ * A secret set by a statement would be kept wherever statement texts go:
+ * the statement log (log_statement = ddl logs ALTER SYSTEM before it runs)
+ * and pg_stat_statements (it keeps the text of utility statements that
+ * succeed).  So a ProcessUtility hook refuses ALTER SYSTEM, SET, ALTER
+ * DATABASE/ROLE ... SET and function SET clauses that give a secret a
+ * value (RESET stays allowed), replacing the text pg_stat_activity shows
+ * for the session, and an emit_log_hook keeps the text of any
+ * statement that names a secret out of the server log.  PostgreSQL itself
+ * logs 'parameter "x" changed to "value"' on a reload of postgresql.conf;
+ * the hook recognises that line by its untranslated message id, so in any
+ * lc_messages, and masks the value.
  *
  * Copyright (c) 2026, twilio_outbox developers
  *
@@ -22,10 +34,15 @@
  */
 #include "postgres.h"
 
+#include <ctype.h>
 #include <limits.h>
+#include <sys/stat.h>
 
+#include "nodes/parsenodes.h"
+#include "pgstat.h"
 #include "storage/fd.h"
 #include "tcop/tcopprot.h"
+#include "tcop/utility.h"
 #include "utils/elog.h"
 #include "utils/guc.h"
 
@@ -53,9 +70,15 @@ char	   *tob_ca_file = NULL;
 #define SECRET_MAX 1024
 #define SECRET_MASK "********"
 
-static char auth_token_from_file[SECRET_MAX];
-static char api_key_secret_from_file[SECRET_MAX];
 static emit_log_hook_type prev_emit_log_hook = NULL;
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+/* The settings that hold a secret, as GUC names (compared case-insensitively). */
+static const char *const secret_gucs[] = {
+	"twilio_outbox.auth_token", "twilio_outbox.api_key_secret"
+};
+
+#define STATEMENT_HIDDEN "(statement not shown: it names a twilio_outbox secret setting)"
 char	   *tob_webhook_listen = NULL;
 char	   *tob_webhook_public_url = NULL;
 int			tob_lookup_settle_ms = 2000;
@@ -297,27 +320,41 @@ tob_define_settings(bool preloading)
 	MarkGUCPrefixReserved("twilio_outbox");
 }
 
+/*---- secrets from files ----*/
+
+/* A secret read from a file, and the state of the file when it was read. */
+typedef struct SecretFile
+{
+	const char *guc;			/* the *_file setting, for messages */
+	bool		loaded;			/* path, st and value are filled in */
+	bool		failed;			/* the file could not be read (warned once) */
+	char		path[MAXPGPATH];
+	struct stat st;
+	char		value[SECRET_MAX];
+} SecretFile;
+
+static SecretFile auth_token_file = {"twilio_outbox.auth_token_file"};
+static SecretFile api_key_secret_file = {"twilio_outbox.api_key_secret_file"};
+
 /*
- * Read a secret file into buf: the first line, without trailing white
- * space.  On failure warn (naming the file, never its content) and leave
- * buf empty, so the worker reports itself unconfigured.
+ * Read the first line of a secret file, without trailing white space, into
+ * buf.  On failure warn (naming the file, never its content), leave buf
+ * empty (the secret counts as not set) and return false.
  */
-static void
+static bool
 read_secret_file(const char *guc, const char *path, char *buf)
 {
 	FILE	   *f;
 	size_t		len;
 
 	buf[0] = '\0';
-	if (path == NULL || path[0] == '\0')
-		return;
 	f = AllocateFile(path, "r");
 	if (f == NULL)
 	{
 		ereport(WARNING,
 				(errcode_for_file_access(),
 				 errmsg("could not open file \"%s\" named by %s: %m", path, guc)));
-		return;
+		return false;
 	}
 	if (fgets(buf, SECRET_MAX, f) == NULL)
 		buf[0] = '\0';
@@ -327,88 +364,278 @@ read_secret_file(const char *guc, const char *path, char *buf)
 		len--;
 	buf[len] = '\0';
 	if (len == 0)
+	{
 		ereport(WARNING,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("file \"%s\" named by %s is empty", path, guc)));
+		return false;
+	}
+	return true;
 }
 
-/* Which files the buffers were read from: a process reads a file once. */
-static char auth_token_read_from[MAXPGPATH];
-static char api_key_secret_read_from[MAXPGPATH];
+static bool
+same_file_state(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
+		a->st_size == b->st_size &&
+		a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+		a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/*
+ * The secret in force: from the file when the *_file setting names one
+ * (read again whenever the file's inode, size, or modification or change
+ * time differs from when it was read), else the plain setting.  A file
+ * replaced by rename, rewritten in place or swapped behind a symbolic link
+ * is seen at the next use.  A file that cannot be read gives the empty
+ * string, with one WARNING until it changes.
+ */
+static const char *
+secret_value(SecretFile *sf, const char *path, const char *plain)
+{
+	struct stat st;
+
+	if (path == NULL || path[0] == '\0')
+		return plain;
+	if (stat(path, &st) != 0)
+	{
+		if (!(sf->loaded && sf->failed && strcmp(sf->path, path) == 0))
+			ereport(WARNING,
+					(errcode_for_file_access(),
+					 errmsg("could not open file \"%s\" named by %s: %m", path, sf->guc)));
+		memset(&sf->st, 0, sizeof(sf->st));
+		strlcpy(sf->path, path, MAXPGPATH);
+		sf->value[0] = '\0';
+		sf->loaded = true;
+		sf->failed = true;
+		return sf->value;
+	}
+	if (!sf->loaded || strcmp(sf->path, path) != 0 || !same_file_state(&st, &sf->st))
+	{
+		sf->failed = !read_secret_file(sf->guc, path, sf->value);
+		strlcpy(sf->path, path, MAXPGPATH);
+		sf->st = st;
+		sf->loaded = true;
+	}
+	return sf->value;
+}
 
 void
 tob_load_secrets(void)
 {
-	read_secret_file("twilio_outbox.auth_token_file", tob_auth_token_file, auth_token_from_file);
-	strlcpy(auth_token_read_from, tob_auth_token_file, MAXPGPATH);
-	read_secret_file("twilio_outbox.api_key_secret_file", tob_api_key_secret_file,
-					 api_key_secret_from_file);
-	strlcpy(api_key_secret_read_from, tob_api_key_secret_file, MAXPGPATH);
-}
-
-/* The secret from its file (read on first use in this process) or the setting. */
-static const char *
-secret_value(const char *guc, const char *file, char *read_from, char *buf,
-			 const char *value)
-{
-	if (file[0] == '\0')
-		return value;
-	if (strcmp(read_from, file) != 0)
-	{
-		read_secret_file(guc, file, buf);
-		strlcpy(read_from, file, MAXPGPATH);
-	}
-	return buf;
+	auth_token_file.loaded = false;
+	api_key_secret_file.loaded = false;
+	(void) tob_auth_token_value();
+	(void) tob_api_key_secret_value();
 }
 
 const char *
 tob_auth_token_value(void)
 {
-	return secret_value("twilio_outbox.auth_token_file", tob_auth_token_file,
-						auth_token_read_from, auth_token_from_file, tob_auth_token);
+	return secret_value(&auth_token_file, tob_auth_token_file, tob_auth_token);
 }
 
 const char *
 tob_api_key_secret_value(void)
 {
-	return secret_value("twilio_outbox.api_key_secret_file", tob_api_key_secret_file,
-						api_key_secret_read_from, api_key_secret_from_file, tob_api_key_secret);
+	return secret_value(&api_key_secret_file, tob_api_key_secret_file, tob_api_key_secret);
 }
 
-static bool
-names_a_secret(const char *text)
+/*---- secrets set by statement ----*/
+
+/* The secret setting name is (its canonical spelling), or NULL. */
+static const char *
+secret_guc(const char *name)
 {
-	return strstr(text, "twilio_outbox.auth_token") != NULL ||
-		strstr(text, "twilio_outbox.api_key_secret") != NULL;
+	int			i;
+
+	for (i = 0; i < lengthof(secret_gucs); i++)
+		if (pg_strcasecmp(name, secret_gucs[i]) == 0)
+			return secret_gucs[i];
+	return NULL;
+}
+
+/* Refuse a statement that gives a secret setting a value. */
+static void
+refuse_secret_value(VariableSetStmt *stmt, const char *how)
+{
+	const char *name;
+
+	if (stmt == NULL || stmt->kind != VAR_SET_VALUE || stmt->name == NULL)
+		return;
+	name = secret_guc(stmt->name);
+	if (name == NULL)
+		return;
+	/* pg_stat_activity would keep showing the statement after the error */
+	pgstat_report_activity(STATE_RUNNING, STATEMENT_HIDDEN);
+	ereport(ERROR,
+			(errcode(ERRCODE_CANT_CHANGE_RUNTIME_PARAM),
+			 errmsg("%s cannot be set with %s", name, how),
+			 errdetail("The statement's text, secret included, would be kept by the server log (log_statement) and by pg_stat_statements."),
+			 errhint("Write the secret to a file that only the server's operating system user can read, then ALTER SYSTEM SET %s_file = '/path/to/that/file' and SELECT pg_reload_conf().",
+					 name)));
+}
+
+/* The SET clauses of CREATE FUNCTION / ALTER FUNCTION / ALTER PROCEDURE. */
+static void
+refuse_secret_in_options(List *options)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = lfirst_node(DefElem, lc);
+
+		if (strcmp(def->defname, "set") == 0 && def->arg != NULL && IsA(def->arg, VariableSetStmt))
+			refuse_secret_value((VariableSetStmt *) def->arg, "a function's SET clause");
+	}
+}
+
+static void
+tob_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+				   ProcessUtilityContext context, ParamListInfo params,
+				   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *stmt = pstmt->utilityStmt;
+
+	switch (nodeTag(stmt))
+	{
+		case T_AlterSystemStmt:
+			refuse_secret_value(((AlterSystemStmt *) stmt)->setstmt, "ALTER SYSTEM");
+			break;
+		case T_VariableSetStmt:
+			refuse_secret_value((VariableSetStmt *) stmt, "SET");
+			break;
+		case T_AlterDatabaseSetStmt:
+			refuse_secret_value(((AlterDatabaseSetStmt *) stmt)->setstmt, "ALTER DATABASE ... SET");
+			break;
+		case T_AlterRoleSetStmt:
+			refuse_secret_value(((AlterRoleSetStmt *) stmt)->setstmt, "ALTER ROLE ... SET");
+			break;
+		case T_CreateFunctionStmt:
+			refuse_secret_in_options(((CreateFunctionStmt *) stmt)->options);
+			break;
+		case T_AlterFunctionStmt:
+			refuse_secret_in_options(((AlterFunctionStmt *) stmt)->actions);
+			break;
+		default:
+			break;
+	}
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+							queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+								queryEnv, dest, qc);
+}
+
+/*---- the server log ----*/
+
+/*
+ * Where word occurs in text, case-insensitively, not followed by a
+ * character that would continue an identifier (so "auth_token" does not
+ * match "auth_token_file"); NULL when it does not.
+ */
+static const char *
+find_word(const char *text, const char *word)
+{
+	size_t		len = strlen(word);
+	const char *p;
+
+	for (p = text; *p; p++)
+	{
+		unsigned char next;
+
+		if (pg_strncasecmp(p, word, len) != 0)
+			continue;
+		next = (unsigned char) p[len];
+		if (!(isalnum(next) || next == '_' || next == '$'))
+			return p;
+	}
+	return NULL;
 }
 
 /*
- * Cut the value off PostgreSQL's 'parameter "..." changed to "..."' for the
- * secrets, and hide the text of a statement that names them when it fails.
+ * Does a statement's text name a secret setting?  Looks for the words, not
+ * the dotted name, so that "twilio_outbox"."auth_token", any case and
+ * white space around the dot count too.
+ */
+static bool
+names_a_secret(const char *text)
+{
+	return find_word(text, "twilio_outbox") != NULL &&
+		(find_word(text, "auth_token") != NULL || find_word(text, "api_key_secret") != NULL);
+}
+
+/* The secret setting a message names, or NULL. */
+static const char *
+secret_in_message(const char *message)
+{
+	int			i;
+
+	for (i = 0; i < lengthof(secret_gucs); i++)
+		if (find_word(message, secret_gucs[i]) != NULL)
+			return secret_gucs[i];
+	return NULL;
+}
+
+/* Replace the statement's text where message quotes it. */
+static char *
+without_statement(const char *message, const char *statement)
+{
+	const char *at = strstr(message, statement);
+
+	if (at == NULL || statement[0] == '\0')
+		return NULL;
+	return psprintf("%.*s%s%s", (int) (at - message), message, STATEMENT_HIDDEN,
+					at + strlen(statement));
+}
+
+/*
+ * Keep the secrets out of the server log: mask the value in PostgreSQL's
+ * 'parameter "..." changed to "..."' (found by its message id, so in any
+ * language), keep the text of statements that name a secret out of every
+ * line (log_statement, log_min_duration_statement, the STATEMENT: of
+ * errors), and drop error context and internal queries that name one.
  */
 static void
 tob_emit_log_hook(ErrorData *edata)
 {
-	static const char prefix[] = "parameter \"twilio_outbox.";
-
-	if (edata->message != NULL &&
-		strncmp(edata->message, prefix, sizeof(prefix) - 1) == 0 &&
-		names_a_secret(edata->message))
+	if (edata->message_id != NULL && edata->message != NULL &&
+		strcmp(edata->message_id, "parameter \"%s\" changed to \"%s\"") == 0)
 	{
-		char	   *cut = strstr(edata->message, "\" changed to \"");
+		const char *name = secret_in_message(edata->message);
 
-		if (cut != NULL)
-			strcpy(cut, "\" changed");
+		if (name != NULL)
+			edata->message = psprintf(_(edata->message_id), name, SECRET_MASK);
 	}
 	if (debug_query_string != NULL && names_a_secret(debug_query_string))
+	{
 		edata->hide_stmt = true;
+		if (edata->message != NULL)
+		{
+			char	   *hidden = without_statement(edata->message, debug_query_string);
+
+			if (hidden != NULL)
+				edata->message = hidden;
+		}
+	}
+	if (edata->context != NULL && names_a_secret(edata->context))
+		edata->context = NULL;
+	if (edata->internalquery != NULL && names_a_secret(edata->internalquery))
+	{
+		edata->internalquery = NULL;
+		edata->internalpos = 0;
+	}
 	if (prev_emit_log_hook)
 		prev_emit_log_hook(edata);
 }
 
 void
-tob_install_log_filter(void)
+tob_install_secret_hooks(void)
 {
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = tob_emit_log_hook;
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = tob_ProcessUtility;
 }

@@ -37,16 +37,21 @@ extern char *tob_debug_inject_faults;
 extern void tob_define_settings(bool preloading);
 
 /*
- * The secrets in force: read from the *_file settings when those are set,
- * else the plain settings.  tob_load_secrets() (re)reads the files; the
- * worker calls it at start and after every reload.
+ * The secrets in force: read from the *_file settings when those are set
+ * (again whenever the file changes), else the plain settings.
+ * tob_load_secrets() reads the files now (warning again about one that
+ * cannot be read); the workers call it at start and after every reload.
  */
 extern void tob_load_secrets(void);
 extern const char *tob_auth_token_value(void);
 extern const char *tob_api_key_secret_value(void);
 
-/* Keep the secrets' values out of the server log (an emit_log_hook). */
-extern void tob_install_log_filter(void);
+/*
+ * Keep the secrets' values out of the server log (an emit_log_hook) and
+ * refuse statements that would put them in the statement log or
+ * pg_stat_statements (a ProcessUtility hook).
+ */
+extern void tob_install_secret_hooks(void);
 
 /*
  * Split twilio_outbox.webhook_listen ("host:port", "[v6]:port") into host and

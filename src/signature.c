@@ -10,6 +10,11 @@
  * order of Twilio's own JavaScript validator.  Repeated names are signed
  * once per distinct value, values sorted, as that validator does.
  *
+ * Twilio's own validators accept a signature made over the URL with or
+ * without the scheme's default port (":443" for https, ":80" for http):
+ * which of the two Twilio signs is not consistent.  tob_url_port_variant()
+ * gives the other form, and the caller accepts either.
+ *
  * Copyright (c) 2026, twilio_outbox developers
  *
  * IDENTIFICATION
@@ -18,6 +23,8 @@
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include <ctype.h>
 
 #include "common/base64.h"
 #include "common/cryptohash.h"
@@ -102,4 +109,68 @@ tob_signature_matches(const char *expected, const char *received)
 	for (i = 0; i < elen; i++)
 		diff |= (unsigned char) expected[i] ^ (unsigned char) (i < rlen ? received[i] : 0);
 	return diff == 0 && received != NULL;
+}
+
+char *
+tob_url_port_variant(const char *url)
+{
+	const char *scheme_end;
+	const char *default_port;
+	const char *host;
+	const char *end;
+	const char *port = NULL;
+	const char *p;
+
+	if (pg_strncasecmp(url, "https://", 8) == 0)
+	{
+		scheme_end = url + 8;
+		default_port = "443";
+	}
+	else if (pg_strncasecmp(url, "http://", 7) == 0)
+	{
+		scheme_end = url + 7;
+		default_port = "80";
+	}
+	else
+		return NULL;
+
+	/* the authority: [userinfo@]host[:port], up to the path, query or fragment */
+	end = scheme_end + strcspn(scheme_end, "/?#");
+	host = scheme_end;
+	for (p = scheme_end; p < end; p++)
+		if (*p == '@')
+			host = p + 1;
+	if (host < end && *host == '[')
+	{
+		const char *close = memchr(host, ']', end - host);
+
+		if (close == NULL)
+			return NULL;
+		if (close + 1 < end)
+		{
+			if (close[1] != ':')
+				return NULL;
+			port = close + 1;
+		}
+	}
+	else
+	{
+		for (p = host; p < end; p++)
+			if (*p == ':')
+				port = p;
+	}
+	if (host == end || (port != NULL && port == host))
+		return NULL;
+
+	if (port == NULL)
+		return psprintf("%.*s:%s%s", (int) (end - url), url, default_port, end);
+
+	/* only the default port, spelled as digits, is taken away */
+	for (p = port + 1; p < end; p++)
+		if (!isdigit((unsigned char) *p))
+			return NULL;
+	if (end - (port + 1) != strlen(default_port) ||
+		strncmp(port + 1, default_port, end - (port + 1)) != 0)
+		return NULL;
+	return psprintf("%.*s%s", (int) (port - url), url, end);
 }

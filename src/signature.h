@@ -43,4 +43,12 @@ extern void tob_twilio_signature(const char *token, const char *url,
  */
 extern bool tob_signature_matches(const char *expected, const char *received);
 
+/*
+ * url with the scheme's default port added when it has no port, or taken
+ * away when it has the default port ("https://h/x" <-> "https://h:443/x",
+ * "http://h/x" <-> "http://h:80/x"); NULL for another port or a URL that is
+ * not http(s).  Palloc'd.
+ */
+extern char *tob_url_port_variant(const char *url);
+
 #endif							/* TOB_SIGNATURE_H */

@@ -36,7 +36,7 @@ _PG_init(void)
 		return;
 
 	tob_define_settings(process_shared_preload_libraries_in_progress);
-	tob_install_log_filter();
+	tob_install_secret_hooks();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

@@ -14,7 +14,10 @@
  * twilio_enqueue_trigger on the writer's own table), a direct INSERT failing
  * with 42501, a role without grants getting 42501 for twilio_enqueue and for
  * CREATE TRIGGER ... twilio_enqueue_trigger, an admin editing pools and
- * retrying, a pg_monitor member reading the views but not the messages.
+ * retrying, a pg_monitor member reading the views but not the messages;
+ * twilio_outbox_webhook may execute twilio_ingest_callback and nothing
+ * else (no other function, table, view or sequence, no other role), and
+ * twilio_outbox_writer may too, as its member.
  *
  * Needs: a server with shared_preload_libraries = 'twilio_outbox', run in
  * the database named by twilio_outbox.database, where the extensions pgtap
@@ -28,7 +31,7 @@
 \set ON_ERROR_STOP true
 
 BEGIN;
-SELECT plan(53);
+SELECT plan(58);
 
 DELETE FROM twilio_outbox;
 DELETE FROM twilio_pools;
@@ -97,6 +100,35 @@ SELECT ok(NOT has_table_privilege('twilio_outbox_writer', 'twilio_outbox', 'INSE
 		  'twilio_outbox_writer may not insert, update, delete or truncate twilio_outbox');
 SELECT ok(NOT has_table_privilege('twilio_outbox_writer', 'twilio_pools', 'INSERT, UPDATE, DELETE, TRUNCATE'),
 		  'twilio_outbox_writer may not insert, update, delete or truncate twilio_pools');
+
+-- twilio_outbox_webhook: twilio_ingest_callback and nothing else
+SELECT function_privs_are('twilio_ingest_callback', ARRAY['text', 'jsonb', 'text', 'text', 'text'],
+						  'twilio_outbox_webhook', ARRAY['EXECUTE'],
+						  'twilio_outbox_webhook may execute twilio_ingest_callback');
+SELECT is_empty(
+	$$SELECT p.oid::regprocedure::text
+	    FROM pg_depend d
+	    JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'twilio_outbox'
+	    JOIN pg_proc p ON d.classid = 'pg_proc'::regclass AND p.oid = d.objid
+	   WHERE d.deptype = 'e' AND p.proname <> 'twilio_ingest_callback'
+	     AND has_function_privilege('twilio_outbox_webhook', p.oid, 'EXECUTE')$$,
+	'twilio_outbox_webhook may execute no other function of the extension');
+SELECT is_empty(
+	$$SELECT c.oid::regclass::text
+	    FROM pg_depend d
+	    JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'twilio_outbox'
+	    JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid
+	   WHERE d.deptype = 'e' AND c.relkind IN ('r', 'v', 'S')
+	     AND (has_table_privilege('twilio_outbox_webhook', c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
+	          OR (c.relkind = 'S' AND has_sequence_privilege('twilio_outbox_webhook', c.oid, 'USAGE, SELECT, UPDATE')))$$,
+	'twilio_outbox_webhook has no privilege on any table, view or sequence of the extension');
+SELECT is_empty(
+	$$SELECT roleid::regrole::text FROM pg_auth_members
+	   WHERE member = 'twilio_outbox_webhook'::regrole$$,
+	'twilio_outbox_webhook is a member of no other role');
+SELECT function_privs_are('twilio_ingest_callback', ARRAY['text', 'jsonb', 'text', 'text', 'text'],
+						  'twilio_outbox_writer', ARRAY['EXECUTE'],
+						  'twilio_outbox_writer may execute twilio_ingest_callback (a member of twilio_outbox_webhook)');
 
 SELECT ok(has_table_privilege('twilio_outbox_admin', 'twilio_pools', 'INSERT')
 		  AND has_table_privilege('twilio_outbox_admin', 'twilio_pools', 'UPDATE')

@@ -25,7 +25,9 @@ DEFAULT = re.search(r"^default_version\s*=\s*'([^']+)'", CONTROL, re.M).group(1)
 RELEASED = sorted({m.group(1) for p in ROOT.glob("twilio_outbox--*.sql")
                    if (m := re.fullmatch(r"twilio_outbox--([0-9.]+)\.sql", p.name))} - {DEFAULT})
 USER_DATA = ["twilio_pools", "twilio_outbox", "twilio_outbox_id_seq", "twilio_inbox",
-             "twilio_inbox_id_seq", "twilio_opt_outs"]
+             "twilio_inbox_id_seq", "twilio_opt_outs",
+             # every opt-out keyword applied (replays of one are recognised after a restore too)
+             "_twilio_opt_out_keywords"]
 
 t = Tap()
 pg = Cluster(settings={"twilio_outbox.enabled": False}, create_extension=False)

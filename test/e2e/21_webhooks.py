@@ -7,9 +7,11 @@ Signed status callbacks and inbound messages are acknowledged (inbound with
 an empty TwiML <Response/>) and stored; a changed parameter, URL or token, or
 no signature, gets 403 and stores nothing; redeliveries (same
 I-Twilio-Idempotency-Token, or same MessageSid and MessageStatus) are stored
-once; out-of-order status callbacks never move a message backwards; an
-inbound STOP makes the next message to that number fail with 21610 without a
-request at the test double, START undoes it; a 21610 answer from the double
+once, and an inbound message once per MessageSid whether it comes through the
+listener or twilio_ingest_callback; out-of-order status callbacks never move
+a message backwards; an inbound STOP makes the next message to that number
+fail with 21610 without a request at the test double, START undoes it (when it comes more than 15 s
+later; right after STOP the opt-out stands); a 21610 answer from the double
 puts the number on twilio_opt_outs.
 """
 
@@ -190,12 +192,41 @@ def stop_start():
     t.eq(row, {"status": "failed", "last_error_code": 21610, "last_http_status": None},
          "the message failed with 21610 and no HTTP status", pg.diagnose)
     t.eq(requests_to(number), [], "no request reached the double")
+    # a START less than 15 s after a STOP may have reached Twilio first (the
+    # opt-out wins: sql/webhooks.sql); this one is sent a minute later
     start_ = dict(inbound, MessageSid="SM" + "4" * 32, Body="START")
-    t.eq(post("/twilio/inbound", start_)[0], 200, "START: 200")
+    t.eq(post("/twilio/inbound", start_)[0], 200, "START right after STOP: 200")
+    t.ok(wait_until(lambda: pg.sql_value("SELECT count(*) FROM _twilio_opt_out_keywords "
+                                         "WHERE phone_number = :'p1'", number) == "2", 10, 0.1),
+         "applied")
+    t.eq(opted_out(number), "inbound STOP", "the number stays on the list: the order is not known")
+    pg.sql("UPDATE _twilio_opt_out_keywords SET received_at = received_at - interval '1 minute' "
+           "WHERE phone_number = :'p1'", number)
+    start_ = dict(inbound, MessageSid="SM" + "5" * 32, Body="START")
+    t.eq(post("/twilio/inbound", start_)[0], 200, "START a minute after STOP: 200")
     t.ok(wait_until(lambda: opted_out(number) is None, 10, 0.1), "the number is off the list")
     row_id = pg.enqueue(number, "welcome back", pool="hooks")
     t.eq(wait_sent(row_id)["status"], "sent", "the next message is sent", pg.diagnose)
     t.eq(len(requests_to(number)), 1, "with one request")
+
+
+@t.case("an inbound message is stored once, whichever way in")
+def inbound_once():
+    msg = {"MessageSid": "SM" + "6" * 32, "From": "+14155550501", "To": "+15005550100", "Body": "hello"}
+    before = inbox_count()
+    t.eq(post("/twilio/inbound", msg, headers={"I-Twilio-Idempotency-Token": "in-tok-1"})[0], 200,
+         "through the listener: 200")
+    t.eq(post("/twilio/inbound", msg, headers={"I-Twilio-Idempotency-Token": "in-tok-2"})[0], 200,
+         "again with another token: 200")
+    t.eq(post("/twilio/inbound", msg)[0], 200, "again without a token: 200")
+    url = PUBLIC + "/twilio/inbound"
+    got = pg.sql_value("SELECT twilio_ingest_callback('/twilio/inbound', :'p1', :'p2', :'p3', 'in-tok-3')",
+                       msg, signer.sign(AUTH_TOKEN, url, msg), url)
+    t.eq(got, "t", "through twilio_ingest_callback with a third token: accepted")
+    t.eq(inbox_count(), before + 1, "stored once")
+    t.ok(wait_until(lambda: pg.sql_value("SELECT count(*) FROM twilio_inbox WHERE applied_at IS NULL "
+                                         "AND params->>'MessageSid' = :'p1'", msg["MessageSid"]) == "0",
+                    10, 0.1), "and applied")
 
 
 @t.case("a 21610 answer from Twilio adds the number")

@@ -1,0 +1,78 @@
+/*-------------------------------------------------------------------------
+ *
+ * pool_slots.c
+ *		_twilio_check_pool_slots(): refuses a new twilio_pools row when the
+ *		worker's shared memory has no slot left for it.
+ *
+ * The worker keeps one slot per pool in shared memory (TOB_MAX_POOLS of
+ * them, src/shmem.h); a pool beyond that would never be served.  The pools'
+ * validation trigger calls this before each INSERT.  Two transactions
+ * adding pools at once must not both take the last slot, so the check takes
+ * a lock that only this check uses (an object lock on twilio_pools' catalog
+ * entry, held to the end of the transaction) and counts with the latest
+ * snapshot, which sees pools committed since a REPEATABLE READ transaction
+ * took its snapshot, and the rows this INSERT has written so far.
+ *
+ * Copyright (c) 2026, twilio_outbox developers
+ *
+ * IDENTIFICATION
+ *	  src/pool_slots.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_class.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
+
+#include "shmem.h"
+
+PG_FUNCTION_INFO_V1(twilio_outbox_check_pool_slots_1_0);
+
+/* _twilio_check_pool_slots() RETURNS void */
+Datum
+twilio_outbox_check_pool_slots_1_0(PG_FUNCTION_ARGS)
+{
+	Oid			nsp = get_func_namespace(fcinfo->flinfo->fn_oid);
+	Oid			pools = get_relname_relid("twilio_pools", nsp);
+	SPIPlanPtr	plan;
+	int64		count;
+	bool		isnull;
+	int			rc;
+
+	if (!OidIsValid(pools))
+		elog(ERROR, "table twilio_pools not found");
+
+	/* released at the end of the transaction that inserts */
+	LockDatabaseObject(RelationRelationId, pools, 0, ExclusiveLock);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	plan = SPI_prepare(psprintf("SELECT pg_catalog.count(*) FROM %s.twilio_pools",
+								quote_identifier(get_namespace_name(nsp))),
+					   0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	/* not read-only: the command counter advances over this INSERT's rows */
+	rc = SPI_execute_snapshot(plan, NULL, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							  false, false, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "SPI_execute_snapshot failed: %s", SPI_result_code_string(rc));
+	count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+
+	if (count >= TOB_MAX_POOLS)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 errmsg("twilio_pools has %lld pools, the most the worker can serve",
+						(long long) count),
+				 errdetail("The worker paces each pool in one of %d shared-memory slots.",
+						   TOB_MAX_POOLS),
+				 errhint("Delete a pool that is no longer used, or send through an existing pool.")));
+	PG_RETURN_VOID();
+}
