@@ -56,6 +56,18 @@ tob_pools_sync(TobPoolConfig *pools, int npools, TobMono now)
 	int			s;
 
 	LWLockAcquire(tob_shared->lock, LW_EXCLUSIVE);
+
+	/* first free the slots of deleted pools, so that new pools can take them */
+	for (s = 0; s < tob_shared->npools; s++)
+	{
+		bool		configured = false;
+
+		for (i = 0; i < npools && !configured; i++)
+			configured = strcmp(tob_shared->pools[s].name, pools[i].name) == 0;
+		if (!configured)
+			tob_shared->pools[s].name[0] = '\0';
+	}
+
 	for (i = 0; i < npools; i++)
 	{
 		TobPoolConfig *cfg = &pools[i];
@@ -114,7 +126,7 @@ tob_pools_sync(TobPoolConfig *pools, int npools, TobMono now)
 		warned_full = false;
 	for (s = 0; s < tob_shared->npools; s++)
 		if (!seen[s])
-			tob_shared->pools[s].name[0] = '\0';
+			tob_shared->pools[s].name[0] = '\0';	/* not served: too long a name */
 	while (tob_shared->npools > 0 &&
 		   tob_shared->pools[tob_shared->npools - 1].name[0] == '\0' &&
 		   tob_shared->pools[tob_shared->npools - 1].in_flight == 0)
