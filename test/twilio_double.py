@@ -21,7 +21,7 @@ Twilio API (HTTP Basic auth: account sid + token, or API key sid + secret):
          so newer messages do not shift it)
 Every API answer carries Twilio-Concurrent-Requests: the requests of the
 account in flight at the double when the request arrived, itself included.
-Form fields are validated against twilio_oai_messages.json (extracted from
+Form fields are validated against twilio_oai.json (extracted from
 Twilio's OpenAPI spec). Structural errors (unknown field, bad type, pattern
 or format, missing To / sender / content, wrong Content-Type) answer 400 and
 are added to spec_violations; a Body over 1600 chars (21617) and more than
@@ -93,7 +93,7 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-SPEC = json.loads(Path(__file__).with_name("twilio_oai_messages.json").read_text())
+SPEC = json.loads(Path(__file__).with_name("twilio_oai.json").read_text())
 MESSAGES_RE = re.compile(r"^/2010-04-01/Accounts/([^/]+)/Messages\.json$")
 E164, CHANNEL = r"\+[1-9]\d{1,14}", r"[a-z][a-z0-9-]*:\S+"
 ALNUM = r"(?=[A-Za-z0-9 ]*[A-Za-z])[A-Za-z0-9][A-Za-z0-9 ]{0,9}[A-Za-z0-9]"
