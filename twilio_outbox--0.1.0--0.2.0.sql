@@ -91,7 +91,9 @@ CREATE FUNCTION _twilio_worker_status(
 	OUT commit_wakeups bigint, OUT concurrency_window double precision,
 	OUT max_concurrency integer, OUT twilio_concurrent_requests integer,
 	OUT rtt_ms double precision, OUT held text, OUT held_until timestamptz,
-	OUT lookups bigint, OUT lookup_failures bigint, OUT recovered bigint)
+	OUT lookups bigint, OUT lookup_failures bigint, OUT recovered bigint,
+	OUT calls_per_second double precision, OUT call_tokens double precision,
+	OUT calls_sent bigint, OUT calls_canceled bigint)
 RETURNS record
 LANGUAGE c VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'twilio_outbox_worker_status_2_0';
@@ -436,3 +438,423 @@ REVOKE ALL ON FUNCTION twilio_ingest_callback(text, jsonb, text, text, text), _t
 	FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION _twilio_check_pool_slots() TO twilio_outbox_admin;
 GRANT EXECUTE ON FUNCTION twilio_ingest_callback(text, jsonb, text, text, text) TO twilio_outbox_webhook;
+
+------------------------------------------------------------------------
+-- Voice calls (issue 13)
+------------------------------------------------------------------------
+
+-- Calls are rows of the outbox too; every row so far is a message.
+ALTER TABLE twilio_outbox ADD COLUMN kind text NOT NULL DEFAULT 'message';
+ALTER TABLE twilio_outbox ADD COLUMN twiml text;
+ALTER TABLE twilio_outbox ADD COLUMN call_url text;
+ALTER TABLE twilio_outbox ADD COLUMN call_duration integer;
+ALTER TABLE twilio_outbox ADD COLUMN answered_by text;
+ALTER TABLE twilio_outbox ADD COLUMN cancel_requested_at timestamptz;
+ALTER TABLE twilio_outbox ADD CONSTRAINT twilio_outbox_kind_check CHECK (kind IN ('message', 'call'));
+COMMENT ON COLUMN twilio_outbox.kind IS 'message (twilio_enqueue) or call (twilio_enqueue_call)';
+COMMENT ON COLUMN twilio_outbox.twiml IS 'a call''s TwiML (sent as Twiml)';
+COMMENT ON COLUMN twilio_outbox.call_url IS 'the URL that returns a call''s TwiML (sent as Url)';
+COMMENT ON COLUMN twilio_outbox.call_duration IS 'seconds the call lasted (CallDuration of its status callbacks)';
+COMMENT ON COLUMN twilio_outbox.answered_by IS 'human, machine_start, fax, ... (AnsweredBy, with MachineDetection)';
+COMMENT ON COLUMN twilio_outbox.cancel_requested_at IS 'twilio_cancel of a call Twilio has: the worker cancels it at Twilio';
+
+-- The claim takes messages and calls of a pool apart (calls also wait for
+-- the account's calls per second).  Rebuilding it takes as long as a scan of
+-- the due rows; the worker waits meanwhile.
+DROP INDEX twilio_outbox_due_idx;
+CREATE INDEX twilio_outbox_due_idx ON twilio_outbox (pool, kind, priority DESC, next_attempt_at, id)
+	WHERE status IN ('queued', 'retrying');
+-- Calls to cancel at Twilio (twilio_cancel).
+CREATE INDEX twilio_outbox_cancel_idx ON twilio_outbox (id) WHERE cancel_requested_at IS NOT NULL;
+
+ALTER TABLE _twilio_attempt_errors ADD COLUMN kind text NOT NULL DEFAULT 'message';
+
+CREATE OR REPLACE FUNCTION twilio_cancel(id bigint) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF id IS NULL THEN
+		RAISE EXCEPTION 'id must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+			      HINT = 'Pass the id twilio_enqueue returned.';
+	END IF;
+	UPDATE @extschema@.twilio_outbox o
+	   SET status = 'canceled', finished_at = now()
+	 WHERE o.id = twilio_cancel.id AND o.status IN ('queued', 'retrying');
+	IF FOUND THEN
+		RETURN true;
+	END IF;
+	-- a call Twilio has (or is about to have) and has not started ringing
+	-- through: the worker cancels it at Twilio
+	UPDATE @extschema@.twilio_outbox o
+	   SET cancel_requested_at = now()
+	 WHERE o.id = twilio_cancel.id AND o.kind = 'call' AND o.status IN ('sending', 'sent')
+	   AND COALESCE(o.delivery_status, 'queued') IN ('queued', 'initiated', 'ringing');
+	IF FOUND THEN
+		RAISE NOTICE 'call % is with Twilio already: the worker cancels it there', id
+			USING HINT = 'Its delivery_status becomes canceled when Twilio confirms; last_error says so if Twilio refuses (a call that was answered meanwhile).';
+		PERFORM @extschema@._twilio_wake_at_commit();
+	END IF;
+	RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION twilio_cancel(bigint) IS 'Cancel a queued or retrying message or call, or a call Twilio has not connected yet (the worker cancels it there); true when it was canceled';
+
+CREATE FUNCTION twilio_enqueue_call(to_number text, twiml text DEFAULT NULL, pool text DEFAULT 'default',
+									url text DEFAULT NULL, send_after timestamptz DEFAULT NULL,
+									valid_for interval DEFAULT NULL, priority integer DEFAULT 0,
+									dedup_key text DEFAULT NULL, status_callback text DEFAULT NULL,
+									params jsonb DEFAULT NULL)
+RETURNS bigint
+LANGUAGE c VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'twilio_outbox_enqueue_call_2_0';
+COMMENT ON FUNCTION twilio_enqueue_call(text, text, text, text, timestamptz, interval, integer, text, text, jsonb)
+	IS 'Validate a voice call (TwiML or a URL that returns it) and add it to the outbox; it is placed after the calling transaction commits';
+
+CREATE FUNCTION twilio_enqueue_call_trigger() RETURNS trigger
+LANGUAGE c SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'twilio_outbox_enqueue_call_trigger_2_0';
+COMMENT ON FUNCTION twilio_enqueue_call_trigger() IS
+	'Row trigger: EXECUTE FUNCTION twilio_enqueue_call_trigger(pool, to_column, twiml_template) enqueues a call per row; {column} in the TwiML takes that column of NEW, XML-escaped';
+
+CREATE OR REPLACE FUNCTION _twilio_on_create_trigger() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cmd record;
+BEGIN
+	FOR cmd IN SELECT t.oid, t.tgfoid
+	             FROM pg_catalog.pg_event_trigger_ddl_commands() d
+	             JOIN pg_catalog.pg_trigger t ON t.oid = d.objid
+	            WHERE d.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass
+	              AND t.tgfoid IN (pg_catalog.to_regprocedure('@extschema@.twilio_enqueue_trigger()'),
+	                               pg_catalog.to_regprocedure('@extschema@.twilio_enqueue_call_trigger()'))
+	LOOP
+		PERFORM @extschema@._twilio_check_trigger(cmd.oid, cmd.tgfoid::pg_catalog.regprocedure);
+	END LOOP;
+END
+$$;
+
+-- Call status callbacks are stored once per (CallSid, CallStatus) and
+-- applied in a call's order of statuses.
+ALTER TABLE twilio_inbox ADD COLUMN call_sid text GENERATED ALWAYS AS
+	(CASE WHEN kind = 'status' THEN params OPERATOR(pg_catalog.->>) 'CallSid' END) STORED;
+ALTER TABLE twilio_inbox ADD COLUMN call_status text GENERATED ALWAYS AS
+	(CASE WHEN kind = 'status' THEN params OPERATOR(pg_catalog.->>) 'CallStatus' END) STORED;
+CREATE UNIQUE INDEX twilio_inbox_call_status_key ON twilio_inbox (call_sid, call_status);
+
+-- API: private
+-- The order of a call's statuses, as _twilio_delivery_rank for messages.
+CREATE FUNCTION _twilio_call_status_rank(s text) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE
+	WHEN s = 'queued' THEN 1
+	WHEN s = 'initiated' THEN 2
+	WHEN s = 'ringing' THEN 3
+	WHEN s = 'in-progress' THEN 4
+	WHEN s IN ('completed', 'busy', 'no-answer', 'failed', 'canceled') THEN 5
+	ELSE 0
+END;
+
+-- API: private
+-- Apply up to max_events stored callbacks, oldest first: status callbacks
+-- onto the outbox row with their MessageSid or CallSid, inbound opt-out
+-- keywords onto twilio_opt_outs.  Returns how many were applied.  Rows are locked (not
+-- skipped), so when it returns everything stored before it started is applied.
+--
+-- The order of opt-out keywords: nothing in an inbound webhook says when
+-- Twilio received the message (no timestamp, and MessageSids are random), so
+-- the order is that of first arrival here.  That is Twilio's order except
+-- where Twilio redelivered a webhook it could not deliver at first, which it
+-- does only within its 15 s time limit for a webhook.  So a keyword that
+-- arrived more than 15 s after another came after it at Twilio too; of
+-- keywords that arrived within 15 s of each other the order is unknown, and
+-- an opt-out among them wins.  Each keyword message counts once, ever
+-- (_twilio_opt_out_keywords): a redelivery or replay changes nothing.
+CREATE OR REPLACE FUNCTION _twilio_apply_inbox(max_events integer DEFAULT 1000) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	ids bigint[];
+	numbers text[];
+	n integer;
+BEGIN
+	SELECT array_agg(x.id ORDER BY x.id) INTO ids
+	  FROM (SELECT i.id FROM @extschema@.twilio_inbox i
+	         WHERE i.applied_at IS NULL AND (i.retry_at IS NULL OR i.retry_at <= now())
+	         ORDER BY i.id LIMIT max_events FOR UPDATE) x;
+	IF ids IS NULL THEN
+		RETURN 0;
+	END IF;
+
+	-- status callbacks: per sid the furthest status of the batch, if it is
+	-- further than the row's
+	WITH ev AS (
+		SELECT DISTINCT ON (i.message_sid) i.message_sid AS sid, i.message_status AS status,
+		       CASE WHEN i.params->>'ErrorCode' ~ '^[0-9]{1,9}$'
+		            THEN (i.params->>'ErrorCode')::integer END AS code,
+		       i.received_at
+		  FROM @extschema@.twilio_inbox i
+		 WHERE i.id = ANY (ids) AND i.kind = 'status'
+		   AND @extschema@._twilio_delivery_rank(i.message_status) > 0
+		 ORDER BY i.message_sid, @extschema@._twilio_delivery_rank(i.message_status) DESC, i.id)
+	UPDATE @extschema@.twilio_outbox o
+	   SET delivery_status = ev.status,
+	       delivered_at = CASE WHEN ev.status IN ('delivered', 'read')
+	                           THEN COALESCE(o.delivered_at, ev.received_at) ELSE o.delivered_at END,
+	       last_error_code = COALESCE(ev.code, o.last_error_code),
+	       last_error = CASE WHEN ev.code IS NOT NULL
+	                         THEN format('delivery status %s, error %s', ev.status, ev.code)
+	                         ELSE o.last_error END
+	  FROM ev
+	 WHERE o.twilio_sid = ev.sid
+	   AND @extschema@._twilio_delivery_rank(ev.status) >
+	       COALESCE(@extschema@._twilio_delivery_rank(o.delivery_status), 0);
+
+	-- call status callbacks: the same in a call's order of statuses; the
+	-- duration and AnsweredBy are kept from whichever callback has them
+	WITH ev AS (
+		SELECT DISTINCT ON (i.call_sid) i.call_sid AS sid, i.call_status AS status,
+		       CASE WHEN i.params->>'ErrorCode' ~ '^[0-9]{1,9}$'
+		            THEN (i.params->>'ErrorCode')::integer END AS code
+		  FROM @extschema@.twilio_inbox i
+		 WHERE i.id = ANY (ids) AND i.kind = 'status' AND i.call_sid IS NOT NULL
+		   AND @extschema@._twilio_call_status_rank(i.call_status) > 0
+		 ORDER BY i.call_sid, @extschema@._twilio_call_status_rank(i.call_status) DESC, i.id)
+	UPDATE @extschema@.twilio_outbox o
+	   SET delivery_status = ev.status,
+	       last_error_code = COALESCE(ev.code, o.last_error_code),
+	       last_error = CASE WHEN ev.code IS NOT NULL
+	                         THEN format('call status %s, error %s', ev.status, ev.code)
+	                         ELSE o.last_error END
+	  FROM ev
+	 WHERE o.twilio_sid = ev.sid AND o.kind = 'call'
+	   AND @extschema@._twilio_call_status_rank(ev.status) >
+	       COALESCE(@extschema@._twilio_call_status_rank(o.delivery_status), 0);
+	WITH ev AS (
+		SELECT i.call_sid AS sid,
+		       max(CASE WHEN i.params->>'CallDuration' ~ '^[0-9]{1,9}$'
+		                THEN (i.params->>'CallDuration')::integer END) AS duration,
+		       max(NULLIF(i.params->>'AnsweredBy', '')) AS answered_by
+		  FROM @extschema@.twilio_inbox i
+		 WHERE i.id = ANY (ids) AND i.kind = 'status' AND i.call_sid IS NOT NULL
+		 GROUP BY i.call_sid)
+	UPDATE @extschema@.twilio_outbox o
+	   SET call_duration = GREATEST(o.call_duration, ev.duration),
+	       answered_by = COALESCE(o.answered_by, ev.answered_by)
+	  FROM ev
+	 WHERE o.twilio_sid = ev.sid AND o.kind = 'call'
+	   AND (ev.duration IS NOT NULL OR ev.answered_by IS NOT NULL);
+
+	-- inbound opt-out keywords: each message once, ever
+	WITH kw AS (
+		SELECT i.id, COALESCE(NULLIF(i.params->>'MessageSid', ''), 'inbox ' || i.id) AS sid,
+		       i.params->>'From' AS number,
+		       upper(btrim(i.params->>'Body', E' \t\r\n')) AS word, i.received_at
+		  FROM @extschema@.twilio_inbox i
+		 WHERE i.id = ANY (ids) AND i.kind = 'inbound' AND COALESCE(i.params->>'From', '') <> ''
+		   AND upper(btrim(i.params->>'Body', E' \t\r\n')) IN
+		       ('STOP', 'STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT', 'START', 'YES', 'UNSTOP')),
+	logged AS (
+		INSERT INTO @extschema@._twilio_opt_out_keywords AS k
+		       (message_sid, phone_number, keyword, opt_out, received_at, inbox_id)
+		SELECT kw.sid, kw.number, kw.word, kw.word NOT IN ('START', 'YES', 'UNSTOP'), kw.received_at, kw.id
+		  FROM kw ORDER BY kw.id
+		ON CONFLICT (message_sid) DO NOTHING
+		RETURNING k.phone_number)
+	SELECT array_agg(DISTINCT l.phone_number) INTO numbers FROM logged l;
+
+	-- the state of each number that got a new keyword: out when its latest
+	-- keyword, or one that arrived within 15 s before it, is an opt-out
+	IF numbers IS NOT NULL THEN
+		WITH latest AS (
+			SELECT DISTINCT ON (k.phone_number) k.phone_number, k.received_at
+			  FROM @extschema@._twilio_opt_out_keywords k
+			 WHERE k.phone_number = ANY (numbers)
+			 ORDER BY k.phone_number, k.received_at DESC, k.inbox_id DESC),
+		state AS (
+			SELECT l.phone_number, x.keyword AS out_word, x.received_at AS out_at
+			  FROM latest l
+			  LEFT JOIN LATERAL (
+			        SELECT k.keyword, k.received_at
+			          FROM @extschema@._twilio_opt_out_keywords k
+			         WHERE k.phone_number = l.phone_number AND k.opt_out
+			           AND k.received_at >= l.received_at - interval '15 seconds'
+			         ORDER BY k.received_at DESC, k.inbox_id DESC LIMIT 1) x ON true),
+		ins AS (
+			INSERT INTO @extschema@.twilio_opt_outs (phone_number, created_at, source)
+			SELECT s.phone_number, s.out_at, 'inbound ' || s.out_word FROM state s
+			 WHERE s.out_word IS NOT NULL
+			ON CONFLICT (phone_number) DO NOTHING)
+		DELETE FROM @extschema@.twilio_opt_outs x
+		 USING state s
+		 WHERE s.out_word IS NULL AND x.phone_number = s.phone_number;
+	END IF;
+
+	-- a status callback may come before the worker has recorded the sid:
+	-- try it again for 10 minutes before calling it unmatched
+	UPDATE @extschema@.twilio_inbox i
+	   SET applied_at = now(),
+	       outcome = CASE
+	           WHEN i.kind = 'inbound' THEN 'applied'
+	           WHEN s.rank = 0 THEN 'ignored'
+	           WHEN o.id IS NULL THEN 'unmatched'
+	           WHEN o.delivery_status = s.status THEN 'applied'
+	           ELSE 'stale' END,
+	       retry_at = NULL
+	  FROM (SELECT u.id FROM unnest(ids) u(id)) b
+	  LEFT JOIN LATERAL (
+	        SELECT COALESCE(i2.message_sid, i2.call_sid) AS sid,
+	               COALESCE(i2.message_status, i2.call_status) AS status,
+	               CASE WHEN i2.message_sid IS NULL AND i2.call_sid IS NOT NULL
+	                    THEN @extschema@._twilio_call_status_rank(i2.call_status)
+	                    ELSE @extschema@._twilio_delivery_rank(i2.message_status) END AS rank
+	          FROM @extschema@.twilio_inbox i2 WHERE i2.id = b.id) s ON true
+	  LEFT JOIN LATERAL (SELECT o.id, o.delivery_status FROM @extschema@.twilio_outbox o
+	                      WHERE o.twilio_sid = s.sid LIMIT 1) o ON true
+	 WHERE i.id = b.id
+	   AND (i.kind = 'inbound' OR o.id IS NOT NULL OR s.rank = 0
+	        OR i.received_at < now() - interval '10 minutes');
+	GET DIAGNOSTICS n = ROW_COUNT;
+
+	-- tried again after as long as it has waited (at least 1 s, at most 1 min)
+	UPDATE @extschema@.twilio_inbox i
+	   SET retry_at = now() + LEAST(GREATEST(now() - i.received_at, interval '1 second'), interval '1 minute')
+	 WHERE i.id = ANY (ids) AND i.applied_at IS NULL;
+	RETURN n;
+END
+$$;
+
+
+-- The views count calls too.
+DROP VIEW twilio_queue_stats;
+DROP FUNCTION _twilio_queue_stats();
+CREATE FUNCTION _twilio_queue_stats(
+	OUT pool text, OUT mps numeric, OUT paused boolean, OUT queued bigint,
+	OUT retrying bigint, OUT sending bigint, OUT sent_last_minute bigint,
+	OUT failed_last_hour bigint, OUT oldest_queued_age interval, OUT est_drain_time interval,
+	OUT sent_last_hour bigint, OUT retrying_by_reason jsonb, OUT observed_mps numeric,
+	OUT effective_mps double precision, OUT paused_until timestamptz,
+	OUT throttled_until timestamptz, OUT calls_pending bigint, OUT calls_sent_last_hour bigint)
+RETURNS SETOF record
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+	SELECT p.name AS pool,
+	       p.mps,
+	       p.paused AND (p.paused_until IS NULL OR p.paused_until > pg_catalog.now()) AS paused,
+	       COALESCE(a.queued, 0) AS queued,
+	       COALESCE(a.retrying, 0) AS retrying,
+	       COALESCE(a.sending, 0) AS sending,
+	       f.sent_last_minute,
+	       f.failed_last_hour,
+	       pg_catalog.now() OPERATOR(pg_catalog.-) a.oldest_due AS oldest_queued_age,
+	       pg_catalog.make_interval(secs => COALESCE(a.pending_segments, 0)
+	           OPERATOR(pg_catalog./) COALESCE(w.effective_mps::numeric, p.mps)) AS est_drain_time,
+	       f.sent_last_hour,
+	       COALESCE(r.by_reason, '{}') AS retrying_by_reason,
+	       pg_catalog.round(f.segments_last_minute::numeric / 60, 3) AS observed_mps,
+	       w.effective_mps,
+	       p.paused_until,
+	       w.paused_until AS throttled_until,
+	       COALESCE(a.calls_pending, 0) AS calls_pending,
+	       COALESCE(f.calls_sent_last_hour, 0) AS calls_sent_last_hour
+	  FROM @extschema@.twilio_pools p
+	  LEFT JOIN LATERAL (
+	        SELECT pg_catalog.count(*) FILTER (WHERE o.status = 'queued') AS queued,
+	               pg_catalog.count(*) FILTER (WHERE o.status = 'retrying') AS retrying,
+	               pg_catalog.count(*) FILTER (WHERE o.status = 'sending') AS sending,
+	               pg_catalog.min(o.next_attempt_at) FILTER (WHERE o.status = 'queued'
+	                   AND o.next_attempt_at <= pg_catalog.now()) AS oldest_due,
+	               pg_catalog.sum(o.num_segments) AS pending_segments,
+	               pg_catalog.count(*) FILTER (WHERE o.kind = 'call') AS calls_pending
+	          FROM @extschema@.twilio_outbox o
+	         WHERE o.pool = p.name AND o.status IN ('queued', 'retrying', 'sending')) a ON true
+	  LEFT JOIN LATERAL (
+	        SELECT pg_catalog.count(*) FILTER (WHERE o.status = 'sent'
+	                   AND o.finished_at > pg_catalog.now() - interval '1 minute') AS sent_last_minute,
+	               pg_catalog.count(*) FILTER (WHERE o.status = 'sent') AS sent_last_hour,
+	               pg_catalog.count(*) FILTER (WHERE o.status = 'failed') AS failed_last_hour,
+	               COALESCE(pg_catalog.sum(o.num_segments) FILTER (WHERE o.status = 'sent'
+	                   AND o.finished_at > pg_catalog.now() - interval '1 minute'), 0) AS segments_last_minute,
+	               pg_catalog.count(*) FILTER (WHERE o.status = 'sent' AND o.kind = 'call') AS calls_sent_last_hour
+	          FROM @extschema@.twilio_outbox o
+	         WHERE o.pool = p.name AND o.status IN ('sent', 'failed')
+	           AND o.finished_at > pg_catalog.now() - interval '1 hour') f ON true
+	  LEFT JOIN LATERAL (
+	        SELECT pg_catalog.jsonb_object_agg(x.reason, x.n) AS by_reason
+	          FROM (SELECT CASE WHEN o.last_http_status IS NULL THEN 'transport'
+	                            ELSE o.last_http_status::text END AS reason,
+	                       pg_catalog.count(*) AS n
+	                  FROM @extschema@.twilio_outbox o
+	                 WHERE o.pool = p.name AND o.status = 'retrying'
+	                 GROUP BY 1) x) r ON true
+	  LEFT JOIN @extschema@._twilio_pool_status() w ON w.pool = p.name;
+$$;
+
+CREATE VIEW twilio_queue_stats AS
+	SELECT * FROM _twilio_queue_stats();
+COMMENT ON VIEW twilio_queue_stats IS 'One row per pool: queue depth (messages and calls; calls_pending of them calls), recent throughput and failures, estimated drain time';
+
+DROP VIEW twilio_error_stats;
+CREATE VIEW twilio_error_stats AS
+	SELECT e.pool, e.http_status, e.error_code,
+	       pg_catalog.count(*) AS count,
+	       pg_catalog.max(e.at) AS last_seen,
+	       (pg_catalog.array_agg(e.message_id ORDER BY e.at DESC))[1] AS example_id,
+	       pg_catalog.count(*) FILTER (WHERE e.outcome = 'failed') AS failed,
+	       pg_catalog.count(*) FILTER (WHERE e.outcome <> 'failed') AS retried,
+	       (pg_catalog.array_agg(e.error ORDER BY e.at DESC))[1] AS last_error,
+	       pg_catalog.count(*) FILTER (WHERE e.kind = 'call') AS calls
+	  FROM @extschema@._twilio_attempt_errors e
+	 WHERE e.at > pg_catalog.now() - interval '1 hour'
+	 GROUP BY e.pool, e.http_status, e.error_code;
+COMMENT ON VIEW twilio_error_stats IS 'Failed attempts of the last hour by pool, HTTP status and Twilio error code (calls: how many of them were calls)';
+
+DROP VIEW twilio_delivery_stats;
+CREATE VIEW twilio_delivery_stats AS
+	SELECT p.name AS pool,
+	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'message') AS sent_last_hour,
+	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'message' AND o.delivery_status IN ('delivered', 'read')) AS delivered,
+	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'message' AND o.delivery_status = 'undelivered') AS undelivered,
+	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'message' AND o.delivery_status = 'failed') AS failed,
+	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'message' AND @extschema@._twilio_delivery_rank(o.delivery_status) < 4) AS awaiting,
+	       pg_catalog.round(pg_catalog.count(o.id) FILTER (WHERE o.kind = 'message' AND o.delivery_status IN ('delivered', 'read'))::numeric
+	             OPERATOR(pg_catalog./) NULLIF(pg_catalog.count(o.id) FILTER (
+	                 WHERE o.kind = 'message' AND o.delivery_status IN ('delivered', 'read', 'undelivered', 'failed')), 0), 4) AS delivery_rate,
+	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'call') AS calls_last_hour,
+	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'call' AND o.delivery_status = 'completed') AS calls_completed,
+	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'call' AND o.delivery_status = 'busy') AS calls_busy,
+	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'call' AND o.delivery_status = 'no-answer') AS calls_no_answer,
+	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'call' AND o.delivery_status IN ('failed', 'canceled')) AS calls_failed,
+	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'call' AND o.answered_by LIKE 'machine%') AS calls_answered_by_machine,
+	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'call' AND @extschema@._twilio_call_status_rank(o.delivery_status) < 5) AS calls_awaiting,
+	       pg_catalog.round(pg_catalog.count(o.id) FILTER (WHERE o.kind = 'call' AND o.delivery_status = 'completed')::numeric
+	             OPERATOR(pg_catalog./) NULLIF(pg_catalog.count(o.id) FILTER (
+	                 WHERE o.kind = 'call' AND @extschema@._twilio_call_status_rank(o.delivery_status) = 5), 0), 4) AS answer_rate
+	  FROM @extschema@.twilio_pools p
+	  LEFT JOIN @extschema@.twilio_outbox o
+	    ON o.pool = p.name AND o.status = 'sent' AND o.finished_at > pg_catalog.now() - interval '1 hour'
+	 GROUP BY p.name;
+COMMENT ON VIEW twilio_delivery_stats IS
+	'Per pool, messages sent in the last hour by what their status callbacks said (delivered, undelivered, failed, still awaiting), and calls placed in the last hour by how they ended (completed, busy, no-answer, failed or canceled, answered by a machine)';
+
+REVOKE ALL ON FUNCTION
+	twilio_enqueue_call(text, text, text, text, timestamptz, interval, integer, text, text, jsonb),
+	twilio_enqueue_call_trigger(), _twilio_call_status_rank(text), _twilio_queue_stats()
+	FROM PUBLIC;
+REVOKE ALL ON twilio_queue_stats, twilio_error_stats, twilio_delivery_stats FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+	twilio_enqueue_call(text, text, text, text, timestamptz, interval, integer, text, text, jsonb),
+	twilio_enqueue_call_trigger()
+	TO twilio_outbox_writer;
+GRANT EXECUTE ON FUNCTION _twilio_queue_stats() TO pg_monitor, twilio_outbox_admin;
+GRANT EXECUTE ON FUNCTION _twilio_call_status_rank(text) TO pg_monitor, twilio_outbox_admin;
+GRANT SELECT ON twilio_queue_stats, twilio_error_stats TO pg_monitor, twilio_outbox_admin;
+GRANT SELECT ON twilio_delivery_stats TO pg_monitor, twilio_outbox_admin;

@@ -169,11 +169,18 @@ CREATE TABLE twilio_outbox (
 	unconfirmed		boolean NOT NULL DEFAULT false,
 	delivered_at	timestamptz,
 	unconfirmed_since timestamptz,
+	kind			text NOT NULL DEFAULT 'message',
+	twiml			text,
+	call_url		text,
+	call_duration	integer,
+	answered_by		text,
+	cancel_requested_at timestamptz,
 	CONSTRAINT twilio_outbox_status_check
 		CHECK (status IN ('queued', 'sending', 'sent', 'retrying', 'failed', 'expired', 'canceled')),
 	CONSTRAINT twilio_outbox_priority_check CHECK (priority BETWEEN -100 AND 100),
 	CONSTRAINT twilio_outbox_num_segments_check CHECK (num_segments >= 1),
-	CONSTRAINT twilio_outbox_attempts_check CHECK (attempts >= 0)
+	CONSTRAINT twilio_outbox_attempts_check CHECK (attempts >= 0),
+	CONSTRAINT twilio_outbox_kind_check CHECK (kind IN ('message', 'call'))
 );
 -- Every claim reads the due index from its start, where the rows it just
 -- claimed leave dead entries until VACUUM.  With the default thresholds
@@ -192,11 +199,19 @@ COMMENT ON COLUMN twilio_outbox.finished_at IS 'when the row reached sent, faile
 COMMENT ON COLUMN twilio_outbox.delivered_at IS 'when a status callback reported the message delivered (or read)';
 COMMENT ON COLUMN twilio_outbox.unconfirmed IS 'the last attempt may have reached Twilio: look it up before sending again';
 COMMENT ON COLUMN twilio_outbox.unconfirmed_since IS 'when the first attempt that may have reached Twilio was claimed: the lookup reads Twilio''s list back to then';
+COMMENT ON COLUMN twilio_outbox.kind IS 'message (twilio_enqueue) or call (twilio_enqueue_call)';
+COMMENT ON COLUMN twilio_outbox.twiml IS 'a call''s TwiML (sent as Twiml)';
+COMMENT ON COLUMN twilio_outbox.call_url IS 'the URL that returns a call''s TwiML (sent as Url)';
+COMMENT ON COLUMN twilio_outbox.call_duration IS 'seconds the call lasted (CallDuration of its status callbacks)';
+COMMENT ON COLUMN twilio_outbox.answered_by IS 'human, machine_start, fax, ... (AnsweredBy, with MachineDetection)';
+COMMENT ON COLUMN twilio_outbox.cancel_requested_at IS 'twilio_cancel of a call Twilio has: the worker cancels it at Twilio';
 
--- The worker's claim: due rows of one pool, highest priority first, then
--- oldest next_attempt_at.  Partial, so finished rows never slow it down.
-CREATE INDEX twilio_outbox_due_idx ON twilio_outbox (pool, priority DESC, next_attempt_at)
+-- The worker's claim: due rows of one pool and kind, highest priority first,
+-- then oldest next_attempt_at.  Partial, so finished rows never slow it down.
+CREATE INDEX twilio_outbox_due_idx ON twilio_outbox (pool, kind, priority DESC, next_attempt_at, id)
 	WHERE status IN ('queued', 'retrying');
+-- Calls to cancel at Twilio (twilio_cancel).
+CREATE INDEX twilio_outbox_cancel_idx ON twilio_outbox (id) WHERE cancel_requested_at IS NOT NULL;
 -- The worker's once-a-second expiry of overdue rows.
 CREATE INDEX twilio_outbox_expiry_idx ON twilio_outbox (expires_at)
 	WHERE status IN ('queued', 'retrying') AND expires_at IS NOT NULL;
@@ -220,7 +235,8 @@ CREATE TABLE _twilio_attempt_errors (
 	http_status		integer,
 	error_code		integer,
 	outcome			text NOT NULL,
-	error			text
+	error			text,
+	kind			text NOT NULL DEFAULT 'message'
 );
 CREATE INDEX _twilio_attempt_errors_at_idx ON _twilio_attempt_errors (at);
 
@@ -261,6 +277,25 @@ AS 'MODULE_PATHNAME', 'twilio_outbox_enqueue_1_0';
 COMMENT ON FUNCTION twilio_enqueue(text, text, text, text[], timestamptz, interval, integer, text, text, jsonb)
 	IS 'Validate a message and add it to the outbox; it is sent after the calling transaction commits';
 
+CREATE FUNCTION twilio_enqueue_call(to_number text, twiml text DEFAULT NULL, pool text DEFAULT 'default',
+									url text DEFAULT NULL, send_after timestamptz DEFAULT NULL,
+									valid_for interval DEFAULT NULL, priority integer DEFAULT 0,
+									dedup_key text DEFAULT NULL, status_callback text DEFAULT NULL,
+									params jsonb DEFAULT NULL)
+RETURNS bigint
+LANGUAGE c VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'twilio_outbox_enqueue_call_2_0';
+COMMENT ON FUNCTION twilio_enqueue_call(text, text, text, text, timestamptz, interval, integer, text, text, jsonb)
+	IS 'Validate a voice call (TwiML or a URL that returns it) and add it to the outbox; it is placed after the calling transaction commits';
+
+CREATE FUNCTION twilio_enqueue_call_trigger() RETURNS trigger
+LANGUAGE c SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'twilio_outbox_enqueue_call_trigger_2_0';
+COMMENT ON FUNCTION twilio_enqueue_call_trigger() IS
+	'Row trigger: EXECUTE FUNCTION twilio_enqueue_call_trigger(pool, to_column, twiml_template) enqueues a call per row; {column} in the TwiML takes that column of NEW, XML-escaped';
+
 CREATE FUNCTION twilio_cancel(id bigint) RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -274,10 +309,24 @@ BEGIN
 	UPDATE @extschema@.twilio_outbox o
 	   SET status = 'canceled', finished_at = now()
 	 WHERE o.id = twilio_cancel.id AND o.status IN ('queued', 'retrying');
+	IF FOUND THEN
+		RETURN true;
+	END IF;
+	-- a call Twilio has (or is about to have) and has not started ringing
+	-- through: the worker cancels it at Twilio
+	UPDATE @extschema@.twilio_outbox o
+	   SET cancel_requested_at = now()
+	 WHERE o.id = twilio_cancel.id AND o.kind = 'call' AND o.status IN ('sending', 'sent')
+	   AND COALESCE(o.delivery_status, 'queued') IN ('queued', 'initiated', 'ringing');
+	IF FOUND THEN
+		RAISE NOTICE 'call % is with Twilio already: the worker cancels it there', id
+			USING HINT = 'Its delivery_status becomes canceled when Twilio confirms; last_error says so if Twilio refuses (a call that was answered meanwhile).';
+		PERFORM @extschema@._twilio_wake_at_commit();
+	END IF;
 	RETURN FOUND;
 END
 $$;
-COMMENT ON FUNCTION twilio_cancel(bigint) IS 'Cancel a queued or retrying message; true when it was canceled';
+COMMENT ON FUNCTION twilio_cancel(bigint) IS 'Cancel a queued or retrying message or call, or a call Twilio has not connected yet (the worker cancels it there); true when it was canceled';
 
 CREATE FUNCTION twilio_retry(id bigint) RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -422,7 +471,8 @@ BEGIN
 	             FROM pg_catalog.pg_event_trigger_ddl_commands() d
 	             JOIN pg_catalog.pg_trigger t ON t.oid = d.objid
 	            WHERE d.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass
-	              AND t.tgfoid = pg_catalog.to_regprocedure('@extschema@.twilio_enqueue_trigger()')
+	              AND t.tgfoid IN (pg_catalog.to_regprocedure('@extschema@.twilio_enqueue_trigger()'),
+	                               pg_catalog.to_regprocedure('@extschema@.twilio_enqueue_call_trigger()'))
 	LOOP
 		PERFORM @extschema@._twilio_check_trigger(cmd.oid, cmd.tgfoid::pg_catalog.regprocedure);
 	END LOOP;
@@ -447,7 +497,9 @@ CREATE FUNCTION _twilio_worker_status(
 	OUT commit_wakeups bigint, OUT concurrency_window double precision,
 	OUT max_concurrency integer, OUT twilio_concurrent_requests integer,
 	OUT rtt_ms double precision, OUT held text, OUT held_until timestamptz,
-	OUT lookups bigint, OUT lookup_failures bigint, OUT recovered bigint)
+	OUT lookups bigint, OUT lookup_failures bigint, OUT recovered bigint,
+	OUT calls_per_second double precision, OUT call_tokens double precision,
+	OUT calls_sent bigint, OUT calls_canceled bigint)
 RETURNS record
 LANGUAGE c VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'twilio_outbox_worker_status_2_0';
@@ -484,7 +536,7 @@ CREATE FUNCTION _twilio_queue_stats(
 	OUT failed_last_hour bigint, OUT oldest_queued_age interval, OUT est_drain_time interval,
 	OUT sent_last_hour bigint, OUT retrying_by_reason jsonb, OUT observed_mps numeric,
 	OUT effective_mps double precision, OUT paused_until timestamptz,
-	OUT throttled_until timestamptz)
+	OUT throttled_until timestamptz, OUT calls_pending bigint, OUT calls_sent_last_hour bigint)
 RETURNS SETOF record
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -506,7 +558,9 @@ AS $$
 	       pg_catalog.round(f.segments_last_minute::numeric / 60, 3) AS observed_mps,
 	       w.effective_mps,
 	       p.paused_until,
-	       w.paused_until AS throttled_until
+	       w.paused_until AS throttled_until,
+	       COALESCE(a.calls_pending, 0) AS calls_pending,
+	       COALESCE(f.calls_sent_last_hour, 0) AS calls_sent_last_hour
 	  FROM @extschema@.twilio_pools p
 	  LEFT JOIN LATERAL (
 	        SELECT pg_catalog.count(*) FILTER (WHERE o.status = 'queued') AS queued,
@@ -514,7 +568,8 @@ AS $$
 	               pg_catalog.count(*) FILTER (WHERE o.status = 'sending') AS sending,
 	               pg_catalog.min(o.next_attempt_at) FILTER (WHERE o.status = 'queued'
 	                   AND o.next_attempt_at <= pg_catalog.now()) AS oldest_due,
-	               pg_catalog.sum(o.num_segments) AS pending_segments
+	               pg_catalog.sum(o.num_segments) AS pending_segments,
+	               pg_catalog.count(*) FILTER (WHERE o.kind = 'call') AS calls_pending
 	          FROM @extschema@.twilio_outbox o
 	         WHERE o.pool = p.name AND o.status IN ('queued', 'retrying', 'sending')) a ON true
 	  LEFT JOIN LATERAL (
@@ -523,7 +578,8 @@ AS $$
 	               pg_catalog.count(*) FILTER (WHERE o.status = 'sent') AS sent_last_hour,
 	               pg_catalog.count(*) FILTER (WHERE o.status = 'failed') AS failed_last_hour,
 	               COALESCE(pg_catalog.sum(o.num_segments) FILTER (WHERE o.status = 'sent'
-	                   AND o.finished_at > pg_catalog.now() - interval '1 minute'), 0) AS segments_last_minute
+	                   AND o.finished_at > pg_catalog.now() - interval '1 minute'), 0) AS segments_last_minute,
+	               pg_catalog.count(*) FILTER (WHERE o.status = 'sent' AND o.kind = 'call') AS calls_sent_last_hour
 	          FROM @extschema@.twilio_outbox o
 	         WHERE o.pool = p.name AND o.status IN ('sent', 'failed')
 	           AND o.finished_at > pg_catalog.now() - interval '1 hour') f ON true
@@ -540,7 +596,7 @@ $$;
 
 CREATE VIEW twilio_queue_stats AS
 	SELECT * FROM _twilio_queue_stats();
-COMMENT ON VIEW twilio_queue_stats IS 'One row per pool: queue depth, recent throughput and failures, estimated drain time';
+COMMENT ON VIEW twilio_queue_stats IS 'One row per pool: queue depth (messages and calls; calls_pending of them calls), recent throughput and failures, estimated drain time';
 
 CREATE VIEW twilio_error_stats AS
 	SELECT e.pool, e.http_status, e.error_code,
@@ -549,11 +605,12 @@ CREATE VIEW twilio_error_stats AS
 	       (pg_catalog.array_agg(e.message_id ORDER BY e.at DESC))[1] AS example_id,
 	       pg_catalog.count(*) FILTER (WHERE e.outcome = 'failed') AS failed,
 	       pg_catalog.count(*) FILTER (WHERE e.outcome <> 'failed') AS retried,
-	       (pg_catalog.array_agg(e.error ORDER BY e.at DESC))[1] AS last_error
+	       (pg_catalog.array_agg(e.error ORDER BY e.at DESC))[1] AS last_error,
+	       pg_catalog.count(*) FILTER (WHERE e.kind = 'call') AS calls
 	  FROM @extschema@._twilio_attempt_errors e
 	 WHERE e.at > pg_catalog.now() - interval '1 hour'
 	 GROUP BY e.pool, e.http_status, e.error_code;
-COMMENT ON VIEW twilio_error_stats IS 'Failed attempts of the last hour by pool, HTTP status and Twilio error code';
+COMMENT ON VIEW twilio_error_stats IS 'Failed attempts of the last hour by pool, HTTP status and Twilio error code (calls: how many of them were calls)';
 
 ------------------------------------------------------------------------
 -- Webhooks: status callbacks, inbound messages, opt-outs
@@ -574,11 +631,16 @@ CREATE TABLE twilio_inbox (
 	applied_at			timestamptz,
 	outcome				text,
 	retry_at			timestamptz,
+	call_sid			text GENERATED ALWAYS AS
+		(CASE WHEN kind = 'status' THEN params OPERATOR(pg_catalog.->>) 'CallSid' END) STORED,
+	call_status			text GENERATED ALWAYS AS
+		(CASE WHEN kind = 'status' THEN params OPERATOR(pg_catalog.->>) 'CallStatus' END) STORED,
 	CONSTRAINT twilio_inbox_kind_check CHECK (kind IN ('status', 'inbound')),
 	CONSTRAINT twilio_inbox_outcome_check CHECK (outcome IN ('applied', 'stale', 'unmatched', 'ignored'))
 );
 -- A redelivered status callback without an idempotency token is still a duplicate.
 CREATE UNIQUE INDEX twilio_inbox_status_key ON twilio_inbox (message_sid, message_status);
+CREATE UNIQUE INDEX twilio_inbox_call_status_key ON twilio_inbox (call_sid, call_status);
 -- An inbound message is stored once per MessageSid, whichever way it came in
 -- (the listener or twilio_ingest_callback, with or without a token).
 CREATE UNIQUE INDEX twilio_inbox_inbound_key ON twilio_inbox ((params OPERATOR(pg_catalog.->>) 'MessageSid'))
@@ -628,9 +690,22 @@ RETURN CASE
 END;
 
 -- API: private
+-- The order of a call's statuses, as _twilio_delivery_rank for messages.
+CREATE FUNCTION _twilio_call_status_rank(s text) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE
+	WHEN s = 'queued' THEN 1
+	WHEN s = 'initiated' THEN 2
+	WHEN s = 'ringing' THEN 3
+	WHEN s = 'in-progress' THEN 4
+	WHEN s IN ('completed', 'busy', 'no-answer', 'failed', 'canceled') THEN 5
+	ELSE 0
+END;
+
+-- API: private
 -- Apply up to max_events stored callbacks, oldest first: status callbacks
--- onto the outbox row with their MessageSid, inbound opt-out keywords onto
--- twilio_opt_outs.  Returns how many were applied.  Rows are locked (not
+-- onto the outbox row with their MessageSid or CallSid, inbound opt-out
+-- keywords onto twilio_opt_outs.  Returns how many were applied.  Rows are locked (not
 -- skipped), so when it returns everything stored before it started is applied.
 --
 -- The order of opt-out keywords: nothing in an inbound webhook says when
@@ -683,6 +758,41 @@ BEGIN
 	   AND @extschema@._twilio_delivery_rank(ev.status) >
 	       COALESCE(@extschema@._twilio_delivery_rank(o.delivery_status), 0);
 
+	-- call status callbacks: the same in a call's order of statuses; the
+	-- duration and AnsweredBy are kept from whichever callback has them
+	WITH ev AS (
+		SELECT DISTINCT ON (i.call_sid) i.call_sid AS sid, i.call_status AS status,
+		       CASE WHEN i.params->>'ErrorCode' ~ '^[0-9]{1,9}$'
+		            THEN (i.params->>'ErrorCode')::integer END AS code
+		  FROM @extschema@.twilio_inbox i
+		 WHERE i.id = ANY (ids) AND i.kind = 'status' AND i.call_sid IS NOT NULL
+		   AND @extschema@._twilio_call_status_rank(i.call_status) > 0
+		 ORDER BY i.call_sid, @extschema@._twilio_call_status_rank(i.call_status) DESC, i.id)
+	UPDATE @extschema@.twilio_outbox o
+	   SET delivery_status = ev.status,
+	       last_error_code = COALESCE(ev.code, o.last_error_code),
+	       last_error = CASE WHEN ev.code IS NOT NULL
+	                         THEN format('call status %s, error %s', ev.status, ev.code)
+	                         ELSE o.last_error END
+	  FROM ev
+	 WHERE o.twilio_sid = ev.sid AND o.kind = 'call'
+	   AND @extschema@._twilio_call_status_rank(ev.status) >
+	       COALESCE(@extschema@._twilio_call_status_rank(o.delivery_status), 0);
+	WITH ev AS (
+		SELECT i.call_sid AS sid,
+		       max(CASE WHEN i.params->>'CallDuration' ~ '^[0-9]{1,9}$'
+		                THEN (i.params->>'CallDuration')::integer END) AS duration,
+		       max(NULLIF(i.params->>'AnsweredBy', '')) AS answered_by
+		  FROM @extschema@.twilio_inbox i
+		 WHERE i.id = ANY (ids) AND i.kind = 'status' AND i.call_sid IS NOT NULL
+		 GROUP BY i.call_sid)
+	UPDATE @extschema@.twilio_outbox o
+	   SET call_duration = GREATEST(o.call_duration, ev.duration),
+	       answered_by = COALESCE(o.answered_by, ev.answered_by)
+	  FROM ev
+	 WHERE o.twilio_sid = ev.sid AND o.kind = 'call'
+	   AND (ev.duration IS NOT NULL OR ev.answered_by IS NOT NULL);
+
 	-- inbound opt-out keywords: each message once, ever
 	WITH kw AS (
 		SELECT i.id, COALESCE(NULLIF(i.params->>'MessageSid', ''), 'inbox ' || i.id) AS sid,
@@ -734,18 +844,23 @@ BEGIN
 	   SET applied_at = now(),
 	       outcome = CASE
 	           WHEN i.kind = 'inbound' THEN 'applied'
-	           WHEN @extschema@._twilio_delivery_rank(i.message_status) = 0 THEN 'ignored'
+	           WHEN s.rank = 0 THEN 'ignored'
 	           WHEN o.id IS NULL THEN 'unmatched'
-	           WHEN o.delivery_status = i.message_status THEN 'applied'
+	           WHEN o.delivery_status = s.status THEN 'applied'
 	           ELSE 'stale' END,
 	       retry_at = NULL
 	  FROM (SELECT u.id FROM unnest(ids) u(id)) b
-	  LEFT JOIN LATERAL (SELECT i2.message_sid FROM @extschema@.twilio_inbox i2 WHERE i2.id = b.id) s ON true
+	  LEFT JOIN LATERAL (
+	        SELECT COALESCE(i2.message_sid, i2.call_sid) AS sid,
+	               COALESCE(i2.message_status, i2.call_status) AS status,
+	               CASE WHEN i2.message_sid IS NULL AND i2.call_sid IS NOT NULL
+	                    THEN @extschema@._twilio_call_status_rank(i2.call_status)
+	                    ELSE @extschema@._twilio_delivery_rank(i2.message_status) END AS rank
+	          FROM @extschema@.twilio_inbox i2 WHERE i2.id = b.id) s ON true
 	  LEFT JOIN LATERAL (SELECT o.id, o.delivery_status FROM @extschema@.twilio_outbox o
-	                      WHERE o.twilio_sid = s.message_sid LIMIT 1) o ON true
+	                      WHERE o.twilio_sid = s.sid LIMIT 1) o ON true
 	 WHERE i.id = b.id
-	   AND (i.kind = 'inbound' OR o.id IS NOT NULL
-	        OR @extschema@._twilio_delivery_rank(i.message_status) = 0
+	   AND (i.kind = 'inbound' OR o.id IS NOT NULL OR s.rank = 0
 	        OR i.received_at < now() - interval '10 minutes');
 	GET DIAGNOSTICS n = ROW_COUNT;
 
@@ -793,20 +908,30 @@ COMMENT ON VIEW twilio_webhook_stats IS
 
 CREATE VIEW twilio_delivery_stats AS
 	SELECT p.name AS pool,
-	       pg_catalog.count(o.id) AS sent_last_hour,
-	       pg_catalog.count(o.id) FILTER (WHERE o.delivery_status IN ('delivered', 'read')) AS delivered,
-	       pg_catalog.count(o.id) FILTER (WHERE o.delivery_status = 'undelivered') AS undelivered,
-	       pg_catalog.count(o.id) FILTER (WHERE o.delivery_status = 'failed') AS failed,
-	       pg_catalog.count(o.id) FILTER (WHERE @extschema@._twilio_delivery_rank(o.delivery_status) < 4) AS awaiting,
-	       pg_catalog.round(pg_catalog.count(o.id) FILTER (WHERE o.delivery_status IN ('delivered', 'read'))::numeric
+	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'message') AS sent_last_hour,
+	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'message' AND o.delivery_status IN ('delivered', 'read')) AS delivered,
+	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'message' AND o.delivery_status = 'undelivered') AS undelivered,
+	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'message' AND o.delivery_status = 'failed') AS failed,
+	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'message' AND @extschema@._twilio_delivery_rank(o.delivery_status) < 4) AS awaiting,
+	       pg_catalog.round(pg_catalog.count(o.id) FILTER (WHERE o.kind = 'message' AND o.delivery_status IN ('delivered', 'read'))::numeric
 	             OPERATOR(pg_catalog./) NULLIF(pg_catalog.count(o.id) FILTER (
-	                 WHERE o.delivery_status IN ('delivered', 'read', 'undelivered', 'failed')), 0), 4) AS delivery_rate
+	                 WHERE o.kind = 'message' AND o.delivery_status IN ('delivered', 'read', 'undelivered', 'failed')), 0), 4) AS delivery_rate,
+	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'call') AS calls_last_hour,
+	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'call' AND o.delivery_status = 'completed') AS calls_completed,
+	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'call' AND o.delivery_status = 'busy') AS calls_busy,
+	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'call' AND o.delivery_status = 'no-answer') AS calls_no_answer,
+	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'call' AND o.delivery_status IN ('failed', 'canceled')) AS calls_failed,
+	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'call' AND o.answered_by LIKE 'machine%') AS calls_answered_by_machine,
+	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'call' AND @extschema@._twilio_call_status_rank(o.delivery_status) < 5) AS calls_awaiting,
+	       pg_catalog.round(pg_catalog.count(o.id) FILTER (WHERE o.kind = 'call' AND o.delivery_status = 'completed')::numeric
+	             OPERATOR(pg_catalog./) NULLIF(pg_catalog.count(o.id) FILTER (
+	                 WHERE o.kind = 'call' AND @extschema@._twilio_call_status_rank(o.delivery_status) = 5), 0), 4) AS answer_rate
 	  FROM @extschema@.twilio_pools p
 	  LEFT JOIN @extschema@.twilio_outbox o
 	    ON o.pool = p.name AND o.status = 'sent' AND o.finished_at > pg_catalog.now() - interval '1 hour'
 	 GROUP BY p.name;
 COMMENT ON VIEW twilio_delivery_stats IS
-	'Per pool, messages sent in the last hour by what their status callbacks said: delivered, undelivered, failed, still awaiting';
+	'Per pool, messages sent in the last hour by what their status callbacks said (delivered, undelivered, failed, still awaiting), and calls placed in the last hour by how they ended (completed, busy, no-answer, failed or canceled, answered by a machine)';
 
 ------------------------------------------------------------------------
 -- Privileges: PUBLIC gets nothing
@@ -823,7 +948,9 @@ REVOKE ALL ON FUNCTION
 	twilio_pool_pause(text, timestamptz), twilio_pool_resume(text),
 	twilio_retry_failed(text, timestamptz), _twilio_delivery_rank(text), _twilio_apply_inbox(integer),
 	twilio_ingest_callback(text, jsonb, text, text, text), _twilio_webhook_counters(),
-	_twilio_check_pool_slots()
+	_twilio_check_pool_slots(),
+	twilio_enqueue_call(text, text, text, text, timestamptz, interval, integer, text, text, jsonb),
+	twilio_enqueue_call_trigger(), _twilio_call_status_rank(text)
 	FROM PUBLIC;
 REVOKE ALL ON twilio_pool_status, twilio_worker_status, twilio_queue_stats, twilio_error_stats,
 	twilio_webhook_stats, twilio_delivery_stats FROM PUBLIC;
@@ -833,6 +960,10 @@ GRANT EXECUTE ON FUNCTION
 	twilio_cancel(bigint), twilio_enqueue_trigger()
 	TO twilio_outbox_writer;
 GRANT SELECT ON twilio_pools, twilio_outbox TO twilio_outbox_writer;
+GRANT EXECUTE ON FUNCTION
+	twilio_enqueue_call(text, text, text, text, timestamptz, interval, integer, text, text, jsonb),
+	twilio_enqueue_call_trigger()
+	TO twilio_outbox_writer;
 
 GRANT EXECUTE ON FUNCTION twilio_retry(bigint), twilio_retry_failed(text, timestamptz),
 	twilio_pool_pause(text, timestamptz), twilio_pool_resume(text) TO twilio_outbox_admin;
@@ -853,7 +984,7 @@ GRANT EXECUTE ON FUNCTION twilio_ingest_callback(text, jsonb, text, text, text) 
 GRANT SELECT ON twilio_opt_outs TO twilio_outbox_writer;
 GRANT SELECT, INSERT, UPDATE, DELETE ON twilio_opt_outs TO twilio_outbox_admin;
 GRANT SELECT ON twilio_inbox, _twilio_opt_out_keywords TO twilio_outbox_admin;
-GRANT EXECUTE ON FUNCTION _twilio_webhook_counters(), _twilio_delivery_rank(text)
+GRANT EXECUTE ON FUNCTION _twilio_webhook_counters(), _twilio_delivery_rank(text), _twilio_call_status_rank(text)
 	TO pg_monitor, twilio_outbox_admin;
 GRANT SELECT ON twilio_webhook_stats, twilio_delivery_stats TO pg_monitor, twilio_outbox_admin;
 

@@ -56,6 +56,8 @@ typedef struct InFlight
 {
 	int64		id;				/* hash key */
 	int			pool;			/* slot in tob_shared->pools */
+	bool		is_call;		/* a call: Calls.json, not Messages.json */
+	bool		cancel;			/* a request to cancel the row's call at Twilio */
 	int			attempts;		/* the row's attempts before this claim */
 	bool		lookup;			/* the request out is a page of the list */
 	bool		posted;			/* the POST went out for this claim */
@@ -73,6 +75,13 @@ static HTAB *in_flight = NULL;
 static TobRecord *pending = NULL;
 static int	npending = 0;
 static int	pending_cap = 0;
+
+/* Answers to cancels at Twilio waiting to be written (TopMemoryContext). */
+static TobCancel *pending_cancels = NULL;
+static int	npending_cancels = 0;
+static int	pending_cancels_cap = 0;
+
+#define MAX_CANCELS_PER_ROUND 50
 static TimestampTz next_due_at = 0;
 
 void
@@ -109,12 +118,55 @@ count(uint64 *counter)
 
 /*---- the request ----*/
 
+/*
+ * StatusCallback: the row's own, else webhook_public_url + /twilio/status
+ * (the listener's, or the user's web tier's, status path) when that is set.
+ */
+static void
+add_status_callback(StringInfo form, const TobClaimedRow *row)
+{
+	if (row->status_callback != NULL)
+		tob_form_add(form, "StatusCallback", row->status_callback);
+	else if (tob_webhook_public_url[0] != '\0')
+	{
+		int			len = strlen(tob_webhook_public_url);
+
+		while (len > 0 && tob_webhook_public_url[len - 1] == '/')
+			len--;
+		tob_form_add(form, "StatusCallback",
+					 psprintf("%.*s/twilio/status", len, tob_webhook_public_url));
+	}
+}
+
+/* POST .../Calls.json: To, From, Twiml or Url, StatusCallback, then params. */
+static void
+build_call_form(StringInfo form, const TobClaimedRow *row, const char *sender)
+{
+	int			i;
+
+	resetStringInfo(form);
+	tob_form_add(form, "To", row->to_number);
+	tob_form_add(form, "From", sender);
+	if (row->twiml != NULL)
+		tob_form_add(form, "Twiml", row->twiml);
+	else
+		tob_form_add(form, "Url", row->call_url);
+	add_status_callback(form, row);
+	for (i = 0; i < row->nparams; i++)
+		tob_form_add(form, row->param_names[i], row->param_values[i]);
+}
+
 static void
 build_form(StringInfo form, const TobClaimedRow *row, const char *sender)
 {
 	char		number[16];
 	int			i;
 
+	if (row->is_call)
+	{
+		build_call_form(form, row, sender);
+		return;
+	}
 	resetStringInfo(form);
 	tob_form_add(form, "To", row->to_number);
 	if (strncmp(sender, "MG", 2) == 0)
@@ -125,18 +177,7 @@ build_form(StringInfo form, const TobClaimedRow *row, const char *sender)
 		tob_form_add(form, "Body", row->body);
 	for (i = 0; i < row->nmedia; i++)
 		tob_form_add(form, "MediaUrl", row->media[i]);
-	if (row->status_callback != NULL)
-		tob_form_add(form, "StatusCallback", row->status_callback);
-	else if (tob_webhook_public_url[0] != '\0')
-	{
-		/* the listener's (or the user's web tier's) status path */
-		int			len = strlen(tob_webhook_public_url);
-
-		while (len > 0 && tob_webhook_public_url[len - 1] == '/')
-			len--;
-		tob_form_add(form, "StatusCallback",
-					 psprintf("%.*s/twilio/status", len, tob_webhook_public_url));
-	}
+	add_status_callback(form, row);
 	for (i = 0; i < row->nparams; i++)
 		tob_form_add(form, row->param_names[i], row->param_values[i]);
 	snprintf(number, sizeof(number), "%d", row->attempt);
@@ -192,6 +233,8 @@ finish(InFlight *e, TobRecord *rec)
 	if (strcmp(rec->status, "sent") == 0)
 	{
 		tob_shared->totals.sent++;
+		if (e->is_call)
+			tob_shared->totals.calls_sent++;
 		tob_shared->pools[e->pool].sent++;
 	}
 	else if (strcmp(rec->status, "retrying") == 0)
@@ -293,7 +336,7 @@ start_request(InFlight *e, const char *url, TimestampTz now)
 static void
 post(InFlight *e, TimestampTz now)
 {
-	char	   *url = tob_messages_url();
+	char	   *url = e->is_call ? tob_calls_url() : tob_messages_url();
 
 	if (e->look)
 	{
@@ -339,7 +382,7 @@ tob_dispatch_claim_and_send(const char *schema, bool woken, bool all, TimestampT
 {
 	TobMono		mono = tob_mono_now();
 	int			budget = tob_policy_account_budget(tob_http_in_flight(), mono);
-	int			order[TOB_MAX_POOLS];
+	int			order[TOB_MAX_POOLS * TOB_KINDS];
 	int			ncand;
 	int			share;
 	int			i;
@@ -366,7 +409,9 @@ tob_dispatch_claim_and_send(const char *schema, bool woken, bool all, TimestampT
 	tob_xact_begin("twilio_outbox: claiming due messages");
 	for (i = 0; i < ncand && budget > 0; i++)
 	{
-		int			s = order[i];
+		int			s = TOB_READY_POOL(order[i]);
+		TobKind		kind = TOB_READY_KIND(order[i]);
+		bool		calls = kind == TOB_KIND_CALL;
 		TobPoolSlot *slot = &tob_shared->pools[s];
 		TobPoolLocal *local = &tob_pool_local[s];
 		int			pool_budget = tob_policy_pool_budget(s, mono);
@@ -378,29 +423,44 @@ tob_dispatch_claim_and_send(const char *schema, bool woken, bool all, TimestampT
 		LWLockAcquire(tob_shared->lock, LW_SHARED);
 		limit = Min(Min(tob_pacing_available(slot, mono), Min(share, budget)),
 					Min(pool_budget, MAX_CLAIM_PER_POOL));
+		if (calls)
+			limit = Min(limit, tob_pacing_available(&tob_shared->calls, mono));
 		strlcpy(name, slot->name, sizeof(name));
 		LWLockRelease(tob_shared->lock);
 		if (limit < 1)
 			continue;
 
-		n = tob_claim_candidates(schema, name, limit, &rows);
+		n = tob_claim_candidates(schema, name, calls, limit, &rows);
 
-		/* accept rows in order while the bucket lets their segments go */
+		/*
+		 * Accept rows in order while the bucket lets their segments go (a
+		 * call costs one, and one of the account's calls per second).
+		 */
 		LWLockAcquire(tob_shared->lock, LW_EXCLUSIVE);
-		local->need = 1;
+		local->need[kind] = 1;
 		for (k = 0; k < n; k++)
-			if (!rows[k].opted_out && !tob_pacing_spend(slot, rows[k].segments, mono))
+		{
+			if (rows[k].opted_out)
+				continue;
+			if (calls && tob_pacing_wait_us(&tob_shared->calls, 1, mono) > 0)
+				break;
+			if (!tob_pacing_spend(slot, rows[k].segments, mono))
 			{
-				local->need = rows[k].segments;
+				local->need[kind] = rows[k].segments;
 				break;
 			}
+			if (calls)
+				(void) tob_pacing_spend(&tob_shared->calls, 1, mono);
+		}
 		slot->next_cost = k < n ? rows[k].segments : 0;
 		tob_pacing_update_tokens(slot, mono);
+		tob_pacing_update_tokens(&tob_shared->calls, mono);
 		slot->in_flight += k;
 		LWLockRelease(tob_shared->lock);
 
-		local->backlog = (n == limit) || (k < n);
-		if (n == limit && k == n && limit < pool_budget && tob_pacing_available(slot, mono) > 0)
+		local->backlog[kind] = (n == limit) || (k < n);
+		if (n == limit && k == n && limit < pool_budget && tob_pacing_available(slot, mono) > 0 &&
+			!(calls && tob_pacing_available(&tob_shared->calls, mono) == 0))
 			more = true;
 		budget -= k;
 		for (n = 0; n < k; n++)
@@ -438,6 +498,7 @@ tob_dispatch_claim_and_send(const char *schema, bool woken, bool all, TimestampT
 		e = hash_search(in_flight, &row->id, HASH_ENTER, &found);
 		memset(((char *) e) + sizeof(int64), 0, sizeof(InFlight) - sizeof(int64));
 		e->pool = s;
+		e->is_call = row->is_call;
 		e->attempts = row->attempt - 1;
 		e->unknown = row->unconfirmed;
 		e->expired = row->expired;
@@ -448,18 +509,116 @@ tob_dispatch_claim_and_send(const char *schema, bool woken, bool all, TimestampT
 		{
 			/* an earlier attempt may have reached Twilio: ask first */
 			e->lookup = true;
-			e->look = tob_lookup_new(row->to_number, tob_pool_local[s].sender, row->body,
-									 row->content_sid, row->nmedia,
+			e->look = tob_lookup_new(row->is_call, row->to_number, tob_pool_local[s].sender,
+									 row->body, row->content_sid, row->nmedia,
 									 row->unconfirmed_since ? row->unconfirmed_since : now);
 			start_request(e, tob_lookup_first_url(e->look), now);
 		}
 		else
 		{
 			e->posted = true;
-			start_request(e, tob_messages_url(), now);
+			start_request(e, row->is_call ? tob_calls_url() : tob_messages_url(), now);
 		}
 	}
 	return more;
+}
+
+/*---- cancels at Twilio ----*/
+
+int
+tob_dispatch_cancel_budget(void)
+{
+	return Min(MAX_CANCELS_PER_ROUND,
+			   tob_policy_account_budget(tob_http_in_flight(), tob_mono_now()));
+}
+
+void
+tob_dispatch_start_cancels(const TobCancel *cancels, int n)
+{
+	StringInfoData form;
+	int			i;
+
+	initStringInfo(&form);
+	tob_form_add(&form, "Status", "canceled");
+	for (i = 0; i < n; i++)
+	{
+		InFlight   *e;
+		bool		found;
+		MemoryContext cxt = CurrentMemoryContext;
+
+		e = hash_search(in_flight, &cancels[i].id, HASH_ENTER, &found);
+		if (found)
+			continue;			/* cannot happen: the load left ours out */
+		memset(((char *) e) + sizeof(int64), 0, sizeof(InFlight) - sizeof(int64));
+		e->pool = -1;
+		e->is_call = true;
+		e->cancel = true;
+		e->to = MemoryContextStrdup(TopMemoryContext, cancels[i].sid);	/* the call's sid */
+		PG_TRY();
+		{
+			tob_http_start(e->id, tob_call_url(cancels[i].sid), api_user(), api_password(),
+						   form.data, TOB_HTTP_MAX_BODY);
+		}
+		PG_CATCH();
+		{
+			/* tried again at the next maintenance */
+			MemoryContextSwitchTo(cxt);
+			EmitErrorReport();
+			FlushErrorState();
+			pfree(e->to);
+			hash_search(in_flight, &cancels[i].id, HASH_REMOVE, NULL);
+		}
+		PG_END_TRY();
+	}
+}
+
+/* The answer to a cancel: what to write, if anything, and forget the request. */
+static void
+cancel_answered(InFlight *e, const TobHttpResult *r)
+{
+	TobTwilioResponse answer;
+	TobCancel	c = {0};
+	char		error[320];
+
+	tob_parse_response(r->body, r->body_len, &answer);
+	c.id = e->id;
+	c.http_status = (int) r->status;
+	c.done = true;
+	if (r->status >= 200 && r->status < 300 && strcmp(answer.status, "canceled") == 0)
+	{
+		c.delivery_status = "canceled";
+		count(&tob_shared->totals.calls_canceled);
+	}
+	else if (r->status >= 200 && r->status < 300)
+	{
+		snprintf(error, sizeof(error), "Twilio did not cancel the call: it is %s",
+				 answer.status[0] ? answer.status : "in an unknown state");
+		c.error = error;
+	}
+	else if (r->status >= 400 && r->status < 500 && r->status != 429 &&
+			 r->status != 401 && r->status != 403)
+	{
+		snprintf(error, sizeof(error), "Twilio did not cancel the call: HTTP %ld%s%s", r->status,
+				 answer.message[0] ? ": " : "", answer.message);
+		c.error = error;
+	}
+	else
+		c.done = false;			/* a fault: the next maintenance asks again */
+
+	if (c.done)
+	{
+		if (npending_cancels == pending_cancels_cap)
+		{
+			pending_cancels_cap = Max(16, pending_cancels_cap * 2);
+			pending_cancels = pending_cancels ?
+				repalloc(pending_cancels, sizeof(TobCancel) * pending_cancels_cap) :
+				MemoryContextAlloc(TopMemoryContext, sizeof(TobCancel) * pending_cancels_cap);
+		}
+		c.error = c.error ? MemoryContextStrdup(TopMemoryContext, c.error) : NULL;
+		pending_cancels[npending_cancels++] = c;
+	}
+	pfree(e->to);
+	hash_search(in_flight, &e->id, HASH_REMOVE, NULL);
 }
 
 /*---- answers ----*/
@@ -639,6 +798,15 @@ tob_dispatch_collect(const char *schema, bool shutting_down)
 			continue;			/* cannot happen: every request is entered */
 		count_request(result.status);
 
+		if (e->cancel)
+		{
+			tob_policy_observe(-1, e->id, result.status == 0 || result.status >= 500 ?
+							   TOB_SIGNAL_FAULT : result.status == 429 ? TOB_SIGNAL_CONCURRENCY :
+							   TOB_SIGNAL_OK, true, &result, tob_http_in_flight(), mono);
+			cancel_answered(e, &result);
+			continue;
+		}
+
 		if (e->lookup)
 		{
 			TobSignal	signal = lookup_signal(&result);
@@ -681,7 +849,7 @@ tob_dispatch_collect(const char *schema, bool shutting_down)
 			TobOutcome	outcome;
 
 			tob_parse_response(result.body, result.body_len, &answer);
-			tob_policy_decide(&result, &answer, e->attempts + 1, now, &outcome);
+			tob_policy_decide(&result, &answer, e->is_call, e->attempts + 1, now, &outcome);
 			tob_policy_observe(e->pool, e->id, outcome.signal, false, &result, tob_http_in_flight(), mono);
 			finish_outcome(e, &outcome, now);
 		}
@@ -714,13 +882,20 @@ tob_dispatch_record(const char *schema)
 {
 	int			i;
 
-	if (npending == 0 || schema == NULL)
+	if ((npending == 0 && npending_cancels == 0) || schema == NULL)
 		return;
 	tob_xact_begin("twilio_outbox: recording results");
 	tob_inject_fault("record");
-	tob_record(schema, pending, npending);
+	if (npending > 0)
+		tob_record(schema, pending, npending);
 	opt_out_refused(schema);
+	if (npending_cancels > 0)
+		tob_record_cancels(schema, pending_cancels, npending_cancels);
 	tob_xact_end();
+	for (i = 0; i < npending_cancels; i++)
+		if (pending_cancels[i].error)
+			pfree(pending_cancels[i].error);
+	npending_cancels = 0;
 	for (i = 0; i < npending; i++)
 	{
 		if (pending[i].sid)
@@ -736,7 +911,7 @@ tob_dispatch_record(const char *schema)
 int
 tob_dispatch_pending(void)
 {
-	return npending;
+	return npending + npending_cancels;
 }
 
 int

@@ -33,6 +33,13 @@ extern bool tob_dispatch_claim_and_send(const char *schema, bool woken, bool all
  */
 extern void tob_dispatch_collect(const char *schema, bool shutting_down);
 
+/* How many cancels at Twilio may start now. */
+extern int	tob_dispatch_cancel_budget(void);
+
+/* Start cancels of calls at Twilio (POST .../Calls/{sid}.json Status=canceled). */
+struct TobCancel;
+extern void tob_dispatch_start_cancels(const struct TobCancel *cancels, int n);
+
 /* Write the outcomes in one transaction; they stay pending if that fails. */
 extern void tob_dispatch_record(const char *schema);
 

@@ -45,8 +45,10 @@
 #define MAX_MEDIA_URLS		10
 #define MAX_DEDUP_KEY_BYTES	1000
 #define MAX_VALIDITY_PERIOD 36000
+#define MAX_TWIML_CHARS		4000	/* Twilio's limit for Twiml */
 
 PG_FUNCTION_INFO_V1(twilio_outbox_enqueue_1_0);
+PG_FUNCTION_INFO_V1(twilio_outbox_enqueue_call_2_0);
 PG_FUNCTION_INFO_V1(twilio_outbox_wake_at_commit_1_0);
 PG_FUNCTION_INFO_V1(twilio_outbox_session_xact_callbacks_1_0);
 
@@ -55,11 +57,18 @@ static bool wake_at_commit = false;
 
 static Oid	insert_plan_nsp = InvalidOid;
 static SPIPlanPtr insert_plan = NULL;
+static Oid	call_plan_nsp = InvalidOid;
+static SPIPlanPtr call_plan = NULL;
 
 /* Parameter names Twilio would read instead of the outbox's own fields. */
 static const char *const reserved_params[] = {
 	"To", "From", "MessagingServiceSid", "Body", "MediaUrl",
 	"StatusCallback", "Attempt"
+};
+
+/* The same for a call (ApplicationSid would replace Twiml or Url). */
+static const char *const reserved_call_params[] = {
+	"To", "From", "Twiml", "Url", "ApplicationSid", "StatusCallback"
 };
 
 #define bad_argument(code, hint, ...) \
@@ -173,8 +182,10 @@ json_int_in_range(JsonbValue *v, int lo, int hi)
  * fields the outbox sends itself.  Returns true when it has a ContentSid.
  */
 static bool
-validate_params(Jsonb *params)
+validate_params(Jsonb *params, bool is_call)
 {
+	const char *const *reserved = is_call ? reserved_call_params : reserved_params;
+	int			nreserved = is_call ? lengthof(reserved_call_params) : lengthof(reserved_params);
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
@@ -200,9 +211,11 @@ validate_params(Jsonb *params)
 				bad_argument(ERRCODE_INVALID_PARAMETER_VALUE,
 							 "Use Twilio's parameter names, e.g. \"ValidityPeriod\".",
 							 "params has an empty key");
-			for (i = 0; i < lengthof(reserved_params); i++)
-				if (pg_strcasecmp(key, reserved_params[i]) == 0)
+			for (i = 0; i < nreserved; i++)
+				if (pg_strcasecmp(key, reserved[i]) == 0)
 					bad_argument(ERRCODE_INVALID_PARAMETER_VALUE,
+								 is_call ?
+								 "To, From, Twiml, Url and StatusCallback come from twilio_enqueue_call's own arguments and the pool." :
 								 "To, From, MessagingServiceSid, Body, MediaUrl, StatusCallback and Attempt come from twilio_enqueue's own arguments and the pool.",
 								 "params key \"%s\" would override a field the outbox sets", key);
 		}
@@ -212,6 +225,8 @@ validate_params(Jsonb *params)
 				bad_argument(ERRCODE_INVALID_PARAMETER_VALUE,
 							 "Each value in params must be a string, number or boolean; send nested data as a JSON string (e.g. ContentVariables).",
 							 "params value for key \"%s\" is not a string, number or boolean", key);
+			if (is_call)
+				continue;		/* the Calls API's own parameters are Twilio's to judge */
 			if (strcmp(key, "ContentSid") == 0)
 			{
 				char	   *sid = v.type == jbvString ?
@@ -292,54 +307,12 @@ text_is_blank(text *t)
 }
 
 /*
- * Check every argument, raising the first problem found; return the number
- * of segments the message costs, and when it is due and expires.
+ * What messages and calls share: the status callback, when it is due and
+ * expires, its priority and dedup key.
  */
-static int32
-validate_message(const TobMessage *msg, TimestampTz *due, TimestampTz *expires)
+static void
+validate_delivery(const TobMessage *msg, TimestampTz *due, TimestampTz *expires)
 {
-	bool		has_media;
-	bool		has_content_sid;
-	bool		whatsapp;
-
-	if (msg->to_number == NULL)
-		bad_argument(ERRCODE_NULL_VALUE_NOT_ALLOWED,
-					 "Pass the destination in E.164 form, e.g. '+14155550100'.",
-					 "to_number must not be null");
-	if (!tob_is_e164(msg->to_number, true))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid to_number \"%s\"", msg->to_number),
-				 errdetail("A destination is \"+\" followed by 1 to 15 digits, the first of them not 0."),
-				 errhint("Write the number in E.164 form, e.g. '+14155550100', or 'whatsapp:+14155550100' for WhatsApp.")));
-	whatsapp = msg->to_number[0] != '+';
-
-	if (msg->pool == NULL)
-		bad_argument(ERRCODE_NULL_VALUE_NOT_ALLOWED,
-					 "Name a row of twilio_pools, or leave pool out to use 'default'.",
-					 "pool must not be null");
-
-	has_media = validate_media_urls(msg->media_urls);
-	has_content_sid = validate_params(msg->params);
-
-	if ((msg->body == NULL || text_is_blank(msg->body)) &&
-		!has_media && !has_content_sid)
-		bad_argument(ERRCODE_INVALID_PARAMETER_VALUE,
-					 "Give a body, or media_urls, or a ContentSid in params.",
-					 "body must not be empty when there are no media_urls and no ContentSid");
-	if (msg->body != NULL)
-	{
-		int			nchars = pg_mbstrlen_with_len(VARDATA_ANY(msg->body),
-												  VARSIZE_ANY_EXHDR(msg->body));
-
-		if (nchars > MAX_BODY_CHARS)
-			ereport(ERROR,
-					(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
-					 errmsg("body has %d characters, more than the %d Twilio accepts",
-							nchars, MAX_BODY_CHARS),
-					 errhint("Shorten the text or send it as several messages.")));
-	}
-
 	if (msg->status_callback != NULL && !tob_is_secure_url(msg->status_callback))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -370,6 +343,58 @@ validate_message(const TobMessage *msg, TimestampTz *due, TimestampTz *expires)
 		bad_argument(ERRCODE_INVALID_PARAMETER_VALUE,
 					 "Use a non-empty key of at most 1000 bytes, e.g. 'order-42-shipped', or NULL.",
 					 "dedup_key must be between 1 and %d bytes long", MAX_DEDUP_KEY_BYTES);
+}
+
+/*
+ * Check every argument, raising the first problem found; return the number
+ * of segments the message costs, and when it is due and expires.
+ */
+static int32
+validate_message(const TobMessage *msg, TimestampTz *due, TimestampTz *expires)
+{
+	bool		has_media;
+	bool		has_content_sid;
+	bool		whatsapp;
+
+	if (msg->to_number == NULL)
+		bad_argument(ERRCODE_NULL_VALUE_NOT_ALLOWED,
+					 "Pass the destination in E.164 form, e.g. '+14155550100'.",
+					 "to_number must not be null");
+	if (!tob_is_e164(msg->to_number, true))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid to_number \"%s\"", msg->to_number),
+				 errdetail("A destination is \"+\" followed by 1 to 15 digits, the first of them not 0."),
+				 errhint("Write the number in E.164 form, e.g. '+14155550100', or 'whatsapp:+14155550100' for WhatsApp.")));
+	whatsapp = msg->to_number[0] != '+';
+
+	if (msg->pool == NULL)
+		bad_argument(ERRCODE_NULL_VALUE_NOT_ALLOWED,
+					 "Name a row of twilio_pools, or leave pool out to use 'default'.",
+					 "pool must not be null");
+
+	has_media = validate_media_urls(msg->media_urls);
+	has_content_sid = validate_params(msg->params, false);
+
+	if ((msg->body == NULL || text_is_blank(msg->body)) &&
+		!has_media && !has_content_sid)
+		bad_argument(ERRCODE_INVALID_PARAMETER_VALUE,
+					 "Give a body, or media_urls, or a ContentSid in params.",
+					 "body must not be empty when there are no media_urls and no ContentSid");
+	if (msg->body != NULL)
+	{
+		int			nchars = pg_mbstrlen_with_len(VARDATA_ANY(msg->body),
+												  VARSIZE_ANY_EXHDR(msg->body));
+
+		if (nchars > MAX_BODY_CHARS)
+			ereport(ERROR,
+					(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+					 errmsg("body has %d characters, more than the %d Twilio accepts",
+							nchars, MAX_BODY_CHARS),
+					 errhint("Shorten the text or send it as several messages.")));
+	}
+
+	validate_delivery(msg, due, expires);
 
 	/* WhatsApp and MMS are paced per message, SMS per segment. */
 	if (whatsapp || has_media || msg->body == NULL)
@@ -436,16 +461,22 @@ lookup_one(const char *sql_fmt, Oid nsp, const char *arg, Datum *result)
 	return true;
 }
 
+static int64 enqueue_call(const TobMessage *msg, Oid nsp);
+
 int64
 tob_enqueue(const TobMessage *msg, Oid nsp)
 {
 	TimestampTz due;
 	TimestampTz expires;
-	int32		num_segments = validate_message(msg, &due, &expires);
+	int32		num_segments;
 	Datum		values[11];
 	char		nulls[11];
 	int64		id = 0;
 	int			tries;
+
+	if (msg->is_call)
+		return enqueue_call(msg, nsp);
+	num_segments = validate_message(msg, &due, &expires);
 
 #define ARG(i, isnull, datum) \
 	(nulls[i] = (isnull) ? 'n' : ' ', values[i] = (isnull) ? (Datum) 0 : (datum))
@@ -553,4 +584,199 @@ Datum
 twilio_outbox_session_xact_callbacks_1_0(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_INT32(wake_callbacks_registered);
+}
+
+/*---- calls ----*/
+
+void
+tob_append_xml_escaped(StringInfo out, const char *s)
+{
+	for (; *s; s++)
+	{
+		switch (*s)
+		{
+			case '&':
+				appendStringInfoString(out, "&amp;");
+				break;
+			case '<':
+				appendStringInfoString(out, "&lt;");
+				break;
+			case '>':
+				appendStringInfoString(out, "&gt;");
+				break;
+			case '"':
+				appendStringInfoString(out, "&quot;");
+				break;
+			case '\'':
+				appendStringInfoString(out, "&apos;");
+				break;
+			default:
+				appendStringInfoChar(out, *s);
+		}
+	}
+}
+
+/* Check a call's arguments, raising the first problem found. */
+static void
+validate_call(const TobMessage *msg, TimestampTz *due, TimestampTz *expires)
+{
+	if (msg->to_number == NULL)
+		bad_argument(ERRCODE_NULL_VALUE_NOT_ALLOWED,
+					 "Pass the number to call in E.164 form, e.g. '+14155550100'.",
+					 "to_number must not be null");
+	if (!tob_is_e164(msg->to_number, false))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid to_number \"%s\" for a call", msg->to_number),
+				 errdetail("A number to call is \"+\" followed by 1 to 15 digits, the first of them not 0."),
+				 errhint("Write the number in E.164 form, e.g. '+14155550100'; WhatsApp addresses cannot be called.")));
+	if (msg->pool == NULL)
+		bad_argument(ERRCODE_NULL_VALUE_NOT_ALLOWED,
+					 "Name a row of twilio_pools, or leave pool out to use 'default'.",
+					 "pool must not be null");
+	if ((msg->twiml == NULL) == (msg->url == NULL))
+		bad_argument(ERRCODE_INVALID_PARAMETER_VALUE,
+					 "Give the TwiML to run, e.g. twiml => '<Response><Say>Hello</Say></Response>', or a url that returns it, not both.",
+					 msg->twiml == NULL ? "twiml and url must not both be null" :
+					 "twiml and url must not both be given");
+	if (msg->twiml != NULL)
+	{
+		int			nchars = pg_mbstrlen_with_len(VARDATA_ANY(msg->twiml),
+												  VARSIZE_ANY_EXHDR(msg->twiml));
+
+		if (text_is_blank(msg->twiml))
+			bad_argument(ERRCODE_INVALID_PARAMETER_VALUE,
+						 "Give the TwiML to run, e.g. '<Response><Say>Hello</Say></Response>'.",
+						 "twiml must not be empty");
+		if (nchars > MAX_TWIML_CHARS)
+			ereport(ERROR,
+					(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+					 errmsg("twiml has %d characters, more than the %d Twilio accepts",
+							nchars, MAX_TWIML_CHARS),
+					 errhint("Serve longer TwiML from a URL and pass url instead.")));
+	}
+	if (msg->url != NULL && !tob_is_secure_url(msg->url))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid url \"%s\"", msg->url),
+				 errhint("Use an https:// URL that returns TwiML; http:// is accepted only for localhost, 127.0.0.1 and [::1].")));
+	(void) validate_params(msg->params, true);
+	validate_delivery(msg, due, expires);
+}
+
+static SPIPlanPtr
+get_call_plan(Oid nsp)
+{
+	static Oid	argtypes[] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INT4OID,
+		TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
+	const char *schema;
+	SPIPlanPtr	plan;
+
+	if (call_plan != NULL && call_plan_nsp == nsp)
+		return call_plan;
+	schema = quote_identifier(get_namespace_name(nsp));
+	/* only a pool whose sender is a phone number can place calls */
+	plan = SPI_prepare(psprintf("INSERT INTO %s.twilio_outbox AS o "
+								"(kind, pool, to_number, twiml, call_url, num_segments, params, priority,"
+								" next_attempt_at, expires_at, dedup_key, status_callback) "
+								"SELECT 'call', p.name, $2, $3, $4, 1, COALESCE($5, '{}'), $6, $7, $8, $9, $10 "
+								"FROM %s.twilio_pools p WHERE p.name OPERATOR(pg_catalog.=) $1"
+								" AND %s._twilio_sender_form(p.sender) OPERATOR(pg_catalog.=) 'phone_number' "
+								"ON CONFLICT (dedup_key) DO NOTHING RETURNING o.id",
+								schema, schema, schema),
+					   lengthof(argtypes), argtypes);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	if (call_plan != NULL)
+		SPI_freeplan(call_plan);
+	call_plan = plan;
+	call_plan_nsp = nsp;
+	return plan;
+}
+
+/* Validate a call and insert it; the id, or that of the row with its dedup_key. */
+static int64
+enqueue_call(const TobMessage *msg, Oid nsp)
+{
+	TimestampTz due;
+	TimestampTz expires;
+	Datum		values[10];
+	char		nulls[10];
+	Datum		found;
+	int64		id = 0;
+	int			rc;
+
+	validate_call(msg, &due, &expires);
+#define ARG(i, isnull, datum) \
+	(nulls[i] = (isnull) ? 'n' : ' ', values[i] = (isnull) ? (Datum) 0 : (datum))
+	ARG(0, false, CStringGetTextDatum(msg->pool));
+	ARG(1, false, CStringGetTextDatum(msg->to_number));
+	ARG(2, msg->twiml == NULL, PointerGetDatum(msg->twiml));
+	ARG(3, msg->url == NULL, CStringGetTextDatum(msg->url ? msg->url : ""));
+	ARG(4, msg->params == NULL, JsonbPGetDatum(msg->params));
+	ARG(5, false, Int32GetDatum(msg->priority));
+	ARG(6, false, TimestampTzGetDatum(due));
+	ARG(7, msg->valid_for == NULL, TimestampTzGetDatum(expires));
+	ARG(8, msg->dedup_key == NULL, CStringGetTextDatum(msg->dedup_key ? msg->dedup_key : ""));
+	ARG(9, msg->status_callback == NULL,
+		CStringGetTextDatum(msg->status_callback ? msg->status_callback : ""));
+#undef ARG
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute_plan(get_call_plan(nsp), values, nulls, false, 1);
+	if (rc != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+
+		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		request_wake_at_commit();
+	}
+	else if (!lookup_one("SELECT sender FROM %s.twilio_pools WHERE name OPERATOR(pg_catalog.=) $1",
+						 nsp, msg->pool, &found))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("pool \"%s\" does not exist", msg->pool),
+				 errhint("Create it first, e.g. INSERT INTO twilio_pools (name, sender, mps) VALUES ('%s', '+15005550006', 1);",
+						 msg->pool)));
+	else if (msg->dedup_key != NULL &&
+			 lookup_one("SELECT id FROM %s.twilio_outbox WHERE dedup_key OPERATOR(pg_catalog.=) $1",
+						nsp, msg->dedup_key, &found))
+		id = DatumGetInt64(found);
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("pool \"%s\" cannot place calls", msg->pool),
+				 errdetail("Its sender is not a phone number."),
+				 errhint("Calls go from a pool whose sender is a +E164 number the account owns; a Messaging Service, short code, alphanumeric id or WhatsApp sender cannot call.")));
+	SPI_finish();
+	return id;
+}
+
+/*
+ * twilio_enqueue_call(to_number, twiml, pool, url, send_after, valid_for,
+ *					   priority, dedup_key, status_callback, params) RETURNS bigint
+ */
+Datum
+twilio_outbox_enqueue_call_2_0(PG_FUNCTION_ARGS)
+{
+	TobMessage	msg = {0};
+
+	msg.is_call = true;
+	msg.to_number = PG_ARGISNULL(0) ? NULL : TextDatumGetCString(PG_GETARG_DATUM(0));
+	msg.twiml = PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1);
+	msg.pool = PG_ARGISNULL(2) ? NULL : TextDatumGetCString(PG_GETARG_DATUM(2));
+	msg.url = PG_ARGISNULL(3) ? NULL : TextDatumGetCString(PG_GETARG_DATUM(3));
+	msg.has_send_after = !PG_ARGISNULL(4);
+	msg.send_after = msg.has_send_after ? PG_GETARG_TIMESTAMPTZ(4) : 0;
+	msg.valid_for = PG_ARGISNULL(5) ? NULL : PG_GETARG_INTERVAL_P(5);
+	msg.priority = PG_ARGISNULL(6) ? 0 : PG_GETARG_INT32(6);
+	msg.dedup_key = PG_ARGISNULL(7) ? NULL : TextDatumGetCString(PG_GETARG_DATUM(7));
+	msg.status_callback = PG_ARGISNULL(8) ? NULL : TextDatumGetCString(PG_GETARG_DATUM(8));
+	msg.params = PG_ARGISNULL(9) ? NULL : PG_GETARG_JSONB_P(9);
+
+	PG_RETURN_INT64(tob_enqueue(&msg, get_func_namespace(fcinfo->flinfo->fn_oid)));
 }

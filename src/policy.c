@@ -138,7 +138,7 @@ tob_settle_us(void)
 
 void
 tob_policy_decide(const TobHttpResult *result, const TobTwilioResponse *answer,
-				  int attempt, TimestampTz now, TobOutcome *out)
+				  bool is_call, int attempt, TimestampTz now, TobOutcome *out)
 {
 	long		status = result->status;
 	int64		delay_us;
@@ -148,7 +148,8 @@ tob_policy_decide(const TobHttpResult *result, const TobTwilioResponse *answer,
 	out->error_code = answer->code;
 	out->signal = TOB_SIGNAL_OK;
 
-	if (status >= 200 && status < 300 && tob_is_message_sid(answer->sid))
+	if (status >= 200 && status < 300 &&
+		(is_call ? tob_is_call_sid(answer->sid) : tob_is_message_sid(answer->sid)))
 	{
 		out->kind = TOB_OUTCOME_SENT;
 		strlcpy(out->sid, answer->sid, sizeof(out->sid));
@@ -164,7 +165,8 @@ tob_policy_decide(const TobHttpResult *result, const TobTwilioResponse *answer,
 	else if (answer->message[0])
 		snprintf(out->error, sizeof(out->error), "HTTP %ld: %s", status, answer->message);
 	else if (status >= 200 && status < 300)
-		snprintf(out->error, sizeof(out->error), "HTTP %ld without a message sid", status);
+		snprintf(out->error, sizeof(out->error), "HTTP %ld without a %s sid", status,
+				 is_call ? "call" : "message");
 	else
 		snprintf(out->error, sizeof(out->error), "HTTP %ld", status);
 
@@ -403,7 +405,7 @@ tob_policy_observe(int pool, int64 id, TobSignal signal, bool lookup,
 				   const TobHttpResult *result, int in_flight, TobMono now)
 {
 	TobAccountState *acct = &tob_shared->account;
-	TobPoolSlot *slot = &tob_shared->pools[pool];
+	TobPoolSlot *slot = pool >= 0 ? &tob_shared->pools[pool] : NULL;
 	bool		failed = (signal == TOB_SIGNAL_FAULT);
 	bool		warn_auth = false;
 	bool		resumed = false;
@@ -421,6 +423,8 @@ tob_policy_observe(int pool, int64 id, TobSignal signal, bool lookup,
 			window_decrease(acct, in_flight, result->concurrent_requests, now);
 			break;
 		case TOB_SIGNAL_SENDER_FULL:
+			if (slot == NULL)
+				break;
 			/* the answers to requests already out belong to the same cut */
 			if (last_slowdown[pool] == 0 || now - last_slowdown[pool] >= SLOWDOWN_INTERVAL_US)
 			{
@@ -464,8 +468,9 @@ tob_policy_observe(int pool, int64 id, TobSignal signal, bool lookup,
 
 	if (signal != TOB_SIGNAL_AUTH)
 	{
-		breaker_record(&pool_breakers[pool], &slot->breaker, &slot->held_until, !lookup,
-					   failed, id, now);
+		if (slot != NULL)
+			breaker_record(&pool_breakers[pool], &slot->breaker, &slot->held_until, !lookup,
+						   failed, id, now);
 		breaker_record(&account_breaker, &acct->breaker, &acct->breaker_until, !lookup,
 					   failed, id, now);
 	}

@@ -48,11 +48,11 @@ typedef struct TobOutcome
 } TobOutcome;
 
 /*
- * Decide the outcome of attempt number `attempt` of a message from the HTTP
- * result and the parsed answer.
+ * Decide the outcome of attempt number `attempt` of a message (or a call)
+ * from the HTTP result and the parsed answer.
  */
 extern void tob_policy_decide(const TobHttpResult *result, const TobTwilioResponse *answer,
-							  int attempt, TimestampTz now, TobOutcome *out);
+							  bool is_call, int attempt, TimestampTz now, TobOutcome *out);
 
 /* The backoff before attempt+1: full jitter, in microseconds. */
 extern int64 tob_backoff_us(int attempt);
@@ -72,7 +72,8 @@ extern void tob_policy_reload(void);
 extern void tob_policy_pool_added(int pool);
 
 /*
- * Take in the answer to request `id` of `pool` (a page of the list when
+ * Take in the answer to request `id` of `pool` (-1: of no pool; a page of
+ * the list or another request that says nothing about sending when
  * `lookup`): the window, holds and breakers move.  in_flight: our requests
  * still in flight.
  */

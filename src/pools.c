@@ -27,6 +27,7 @@
 #include "pacing.h"
 #include "policy.h"
 #include "pools.h"
+#include "settings.h"
 
 TobPoolLocal tob_pool_local[TOB_MAX_POOLS];
 
@@ -108,14 +109,19 @@ tob_pools_sync(TobPoolConfig *pools, int npools, TobMono now)
 			slot->effective_mps = cfg->mps;
 			slot->tat = now;	/* a new pool starts with a full bucket */
 			memset(&tob_pool_local[s], 0, sizeof(TobPoolLocal));
-			tob_pool_local[s].backlog = true;
+			tob_pool_local[s].backlog[TOB_KIND_MESSAGE] = true;
+			tob_pool_local[s].backlog[TOB_KIND_CALL] = true;
 			tob_policy_pool_added(s);
 		}
 		slot = &tob_shared->pools[s];
 		seen[s] = true;
 		strlcpy(tob_pool_local[s].sender, cfg->sender, TOB_ADDRESS_LEN);
 		if (cfg->paused && !slot->paused)
-			tob_pool_local[s].backlog = true;	/* look again when it resumes */
+		{
+			/* look again when it resumes */
+			tob_pool_local[s].backlog[TOB_KIND_MESSAGE] = true;
+			tob_pool_local[s].backlog[TOB_KIND_CALL] = true;
+		}
 		slot->paused = cfg->paused;
 		slot->burst = cfg->burst;
 		slot->mps = cfg->mps;
@@ -131,6 +137,15 @@ tob_pools_sync(TobPoolConfig *pools, int npools, TobMono now)
 		   tob_shared->pools[tob_shared->npools - 1].name[0] == '\0' &&
 		   tob_shared->pools[tob_shared->npools - 1].in_flight == 0)
 		tob_shared->npools--;
+
+	/* one bucket for the account's calls: a call costs one token, no burst */
+	if (tob_shared->calls.tat == 0)
+		tob_shared->calls.tat = now;
+	strlcpy(tob_shared->calls.name, "calls", TOB_POOL_NAME_LEN);
+	tob_shared->calls.burst = 1;
+	tob_shared->calls.mps = tob_calls_per_second;
+	tob_pacing_set_rate(&tob_shared->calls, tob_calls_per_second, now);
+	tob_pacing_update_tokens(&tob_shared->calls, now);
 	LWLockRelease(tob_shared->lock);
 }
 
@@ -140,14 +155,36 @@ tob_pools_mark_backlog(void)
 	int			s;
 
 	for (s = 0; s < TOB_MAX_POOLS; s++)
-		tob_pool_local[s].backlog = true;
+	{
+		tob_pool_local[s].backlog[TOB_KIND_MESSAGE] = true;
+		tob_pool_local[s].backlog[TOB_KIND_CALL] = true;
+	}
 }
 
-/* Segments the pool's next message needs from its bucket. */
+/* Segments the pool's next message (or call) needs from its bucket. */
 static int
-need_of(int s)
+need_of(int s, TobKind kind)
 {
-	return Max(1, tob_pool_local[s].need);
+	return Max(1, tob_pool_local[s].need[kind]);
+}
+
+/*
+ * Microseconds until the pool's bucket, and for a call the account's call
+ * bucket, can pay for the next one of that kind; -1 when the pool is gone
+ * or paused.  Caller holds the lock.
+ */
+static int64
+pay_wait_us(int s, TobKind kind, TobMono now)
+{
+	TobPoolSlot *slot = &tob_shared->pools[s];
+	int64		wait_us;
+
+	if (slot->name[0] == '\0' || slot->paused)
+		return -1;
+	wait_us = tob_pacing_wait_us(slot, need_of(s, kind), now);
+	if (kind == TOB_KIND_CALL)
+		wait_us = Max(wait_us, tob_pacing_wait_us(&tob_shared->calls, 1, now));
+	return wait_us;
 }
 
 int
@@ -164,19 +201,22 @@ tob_pools_ready(TobMono now, bool all, int *order)
 	for (i = 0; i < npools; i++)
 	{
 		int			s = (rotation + i) % npools;
-		TobPoolSlot *slot = &tob_shared->pools[s];
-		bool		ready;
+		int			k;
 
-		if (!(all || tob_pool_local[s].backlog))
-			continue;
 		if (tob_policy_pool_budget(s, now) == 0)
 			continue;
-		LWLockAcquire(tob_shared->lock, LW_SHARED);
-		ready = slot->name[0] != '\0' && !slot->paused &&
-			tob_pacing_wait_us(slot, need_of(s), now) == 0;
-		LWLockRelease(tob_shared->lock);
-		if (ready)
-			order[n++] = s;
+		for (k = 0; k < TOB_KINDS; k++)
+		{
+			bool		ready;
+
+			if (!(all || tob_pool_local[s].backlog[k]))
+				continue;
+			LWLockAcquire(tob_shared->lock, LW_SHARED);
+			ready = pay_wait_us(s, (TobKind) k, now) == 0;
+			LWLockRelease(tob_shared->lock);
+			if (ready)
+				order[n++] = TOB_READY(s, k);
+		}
 	}
 	rotation = npools > 0 ? (rotation + 1) % npools : 0;
 	return n;
@@ -194,23 +234,26 @@ tob_pools_wait_us(TobMono now, int64 limit_us)
 
 	for (s = 0; s < npools; s++)
 	{
-		TobPoolSlot *slot = &tob_shared->pools[s];
 		TobMono		held = tob_policy_pool_wake(s);
-		int64		wait_us;
+		int			k;
 
-		if (!tob_pool_local[s].backlog)
-			continue;
-		LWLockAcquire(tob_shared->lock, LW_SHARED);
-		if (slot->name[0] == '\0' || slot->paused)
-			wait_us = -1;
-		else
-			wait_us = tob_pacing_wait_us(slot, need_of(s), now);
-		LWLockRelease(tob_shared->lock);
-		if (wait_us < 0 || held == TOB_MONO_NEVER)
-			continue;			/* paused, or its probe's answer will wake us */
-		if (held > now)
-			wait_us = Max(wait_us, held - now);
-		limit_us = Min(limit_us, wait_us);
+		if (held == TOB_MONO_NEVER)
+			continue;			/* its probe's answer will wake us */
+		for (k = 0; k < TOB_KINDS; k++)
+		{
+			int64		wait_us;
+
+			if (!tob_pool_local[s].backlog[k])
+				continue;
+			LWLockAcquire(tob_shared->lock, LW_SHARED);
+			wait_us = pay_wait_us(s, (TobKind) k, now);
+			LWLockRelease(tob_shared->lock);
+			if (wait_us < 0)
+				continue;		/* paused */
+			if (held > now)
+				wait_us = Max(wait_us, held - now);
+			limit_us = Min(limit_us, wait_us);
+		}
 	}
 	return limit_us;
 }

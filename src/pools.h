@@ -17,26 +17,47 @@
 #include "response.h"
 #include "shmem.h"
 
+/*
+ * A pool's rows are claimed by kind: messages, and calls, which also wait
+ * for the account's calls per second.
+ */
+typedef enum TobKind
+{
+	TOB_KIND_MESSAGE = 0,
+	TOB_KIND_CALL = 1,
+	TOB_KINDS = 2
+} TobKind;
+
 /* What the worker knows of a pool besides its shared slot. */
 typedef struct TobPoolLocal
 {
 	char		sender[TOB_ADDRESS_LEN];
-	bool		backlog;		/* due rows may be waiting */
-	int			need;			/* segments the first waiting message needs (>= 1) */
+	bool		backlog[TOB_KINDS]; /* due rows may be waiting */
+	int			need[TOB_KINDS];	/* segments the first waiting one needs (>= 1) */
 } TobPoolLocal;
+
+/* A pool and a kind of its rows, as tob_pools_ready returns them. */
+#define TOB_READY(pool, kind)	((pool) * TOB_KINDS + (kind))
+#define TOB_READY_POOL(r)		((r) / TOB_KINDS)
+#define TOB_READY_KIND(r)		((TobKind) ((r) % TOB_KINDS))
 
 extern TobPoolLocal tob_pool_local[TOB_MAX_POOLS];
 
-/* Once a second: bring the slots in line with twilio_pools; rates recover. */
+/*
+ * Once a second: bring the slots in line with twilio_pools, and the
+ * account's call bucket with calls_per_second; rates recover.
+ */
 extern void tob_pools_sync(TobPoolConfig *pools, int npools, TobMono now);
 
 /* A commit may have added rows to any pool. */
 extern void tob_pools_mark_backlog(void);
 
 /*
- * The pools that may claim now, in rotating order: not paused, not held by
- * their breaker, with a backlog (or any, when `all`), and with tokens for
- * their next message.  Returns how many, their slots in order[].
+ * The pools and kinds that may claim now, in rotating order: not paused,
+ * not held by their breaker, with a backlog (or any, when `all`), and with
+ * tokens for their next message (a call: also in the account's call
+ * bucket).  Returns how many, as TOB_READY(pool, kind) in order[], which
+ * must hold TOB_MAX_POOLS * TOB_KINDS.
  */
 extern int	tob_pools_ready(TobMono now, bool all, int *order);
 

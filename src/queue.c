@@ -166,7 +166,8 @@ tob_load_pools(const char *schema, TobPoolConfig **pools)
 }
 
 int
-tob_claim_candidates(const char *schema, const char *pool, int limit, TobClaimedRow **rows)
+tob_claim_candidates(const char *schema, const char *pool, bool calls, int limit,
+					 TobClaimedRow **rows)
 {
 	static const char *fmt =
 		"SELECT o.id, o.num_segments, o.attempts + 1, o.to_number, o.body, o.status_callback,"
@@ -177,24 +178,27 @@ tob_claim_candidates(const char *schema, const char *pool, int limit, TobClaimed
 		"      THEN ceil(date_part('epoch', o.expires_at - now()))::int4 END,"
 		" o.unconfirmed, COALESCE(o.unconfirmed_since, o.claimed_at), o.params ? 'ContentSid',"
 		" o.expires_at <= now(),"
-		" EXISTS (SELECT FROM %s.twilio_opt_outs x WHERE x.phone_number = o.to_number) "
+		/* opt-outs are SMS STOPs: they say nothing about calls (README) */
+		" o.kind = 'message' AND EXISTS (SELECT FROM %s.twilio_opt_outs x WHERE x.phone_number = o.to_number),"
+		" o.kind = 'call', o.twiml, o.call_url "
 		"FROM %s.twilio_outbox o "
-		"WHERE o.pool = $1 AND o.status IN ('queued', 'retrying') AND o.next_attempt_at <= now()"
+		"WHERE o.pool = $1 AND o.kind = $3 AND o.status IN ('queued', 'retrying') AND o.next_attempt_at <= now()"
 		" AND (o.expires_at IS NULL OR o.expires_at > now() OR o.unconfirmed)"
 		/* a pause takes effect at once, not at the next reload of the pools */
 		" AND NOT EXISTS (SELECT FROM %s.twilio_pools p WHERE p.name = $1 AND p.paused"
 		"                 AND (p.paused_until IS NULL OR p.paused_until > now())) "
 		"ORDER BY o.priority DESC, o.next_attempt_at "
 		"LIMIT $2 FOR UPDATE SKIP LOCKED";
-	Oid			argtypes[2] = {TEXTOID, INT4OID};
-	Datum		values[2];
+	Oid			argtypes[3] = {TEXTOID, INT4OID, TEXTOID};
+	Datum		values[3];
 	int			i;
 	bool		isnull;
 
 	values[0] = CStringGetTextDatum(pool);
 	values[1] = Int32GetDatum(limit);
+	values[2] = CStringGetTextDatum(calls ? "call" : "message");
 	check_spi(SPI_execute_plan(cached_plan(PLAN_CLAIM, schema, psprintf(fmt, schema, schema, schema),
-										   2, argtypes),
+										   3, argtypes),
 							   values, NULL, false, 0),
 			  SPI_OK_SELECT, "claiming due messages");
 
@@ -222,6 +226,9 @@ tob_claim_candidates(const char *schema, const char *pool, int limit, TobClaimed
 		d = result_datum(i, 14, &isnull);
 		r->expired = !isnull && DatumGetBool(d);
 		r->opted_out = DatumGetBool(result_datum(i, 15, &isnull));
+		r->is_call = DatumGetBool(result_datum(i, 16, &isnull));
+		r->twiml = result_utf8(i, 17);
+		r->call_url = result_utf8(i, 18);
 	}
 	return (int) SPI_processed;
 }
@@ -290,9 +297,9 @@ tob_record(const char *schema, const TobRecord *records, int n)
 		" AS r(id, status, sid, delivery_status, http_status, error_code, error, at, next_at,"
 		"      unconfirmed, attempts, since) "
 		"WHERE o.id = r.id AND o.status = 'sending' "
-		"RETURNING o.id, o.pool, r.status, r.http_status, r.error_code, r.error, r.at) "
-		"INSERT INTO %s._twilio_attempt_errors (at, pool, message_id, http_status, error_code, outcome, error) "
-		"SELECT u.at, u.pool, u.id, u.http_status, u.error_code, u.status, u.error FROM u "
+		"RETURNING o.id, o.pool, o.kind, r.status, r.http_status, r.error_code, r.error, r.at) "
+		"INSERT INTO %s._twilio_attempt_errors (at, pool, message_id, http_status, error_code, outcome, error, kind) "
+		"SELECT u.at, u.pool, u.id, u.http_status, u.error_code, u.status, u.error, u.kind FROM u "
 		"WHERE u.status <> 'sent' AND (u.http_status IS NOT NULL OR u.error IS NOT NULL)";
 #define NCOLS 12
 	Oid			types[NCOLS] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
@@ -410,6 +417,83 @@ tob_recover_sending(const char *schema, const int64 *keep, int nkeep, int64 sett
 									2, argtypes, values, NULL, false, 0),
 			  SPI_OK_UPDATE, "recovering messages left in sending");
 	return (int) SPI_processed;
+}
+
+int
+tob_load_cancels(const char *schema, const int64 *keep, int nkeep, int limit, TobCancel **cancels)
+{
+	Oid			argtypes[2] = {INT8ARRAYOID, INT4OID};
+	Datum	   *elems = palloc(sizeof(Datum) * Max(nkeep, 1));
+	bool	   *nulls = palloc0(sizeof(bool) * Max(nkeep, 1));
+	Datum		values[2];
+	int			i;
+
+	/* a call that ended before it could be canceled has nothing to cancel */
+	check_spi(SPI_execute(psprintf("UPDATE %s.twilio_outbox SET cancel_requested_at = NULL "
+								   "WHERE cancel_requested_at IS NOT NULL AND status NOT IN ('sending', 'sent')",
+								   schema), false, 0),
+			  SPI_OK_UPDATE, "dropping cancel requests");
+	for (i = 0; i < nkeep; i++)
+		elems[i] = Int64GetDatum(keep[i]);
+	values[0] = make_array(elems, nulls, nkeep, INT8OID);
+	values[1] = Int32GetDatum(limit);
+	check_spi(SPI_execute_with_args(psprintf("SELECT id, twilio_sid FROM %s.twilio_outbox "
+											 "WHERE cancel_requested_at IS NOT NULL AND status = 'sent'"
+											 " AND kind = 'call' AND twilio_sid IS NOT NULL AND id <> ALL ($1) "
+											 "ORDER BY cancel_requested_at LIMIT $2", schema),
+									2, argtypes, values, NULL, true, 0),
+			  SPI_OK_SELECT, "loading cancel requests");
+	*cancels = MemoryContextAllocZero(caller_cxt, sizeof(TobCancel) * Max(SPI_processed, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		(*cancels)[i].id = DatumGetInt64(result_datum(i, 1, &isnull));
+		(*cancels)[i].sid = result_text(i, 2);
+	}
+	return (int) SPI_processed;
+}
+
+void
+tob_record_cancels(const char *schema, const TobCancel *cancels, int n)
+{
+	Oid			argtypes[4] = {INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID};
+	Datum	   *cols[4];
+	bool	   *nulls[4];
+	Datum		values[4];
+	int			c;
+	int			i;
+
+	for (c = 0; c < 4; c++)
+	{
+		cols[c] = palloc(sizeof(Datum) * Max(n, 1));
+		nulls[c] = palloc0(sizeof(bool) * Max(n, 1));
+	}
+	for (i = 0; i < n; i++)
+	{
+		cols[0][i] = Int64GetDatum(cancels[i].id);
+		nulls[1][i] = cancels[i].delivery_status == NULL;
+		cols[1][i] = nulls[1][i] ? (Datum) 0 : CStringGetTextDatum(cancels[i].delivery_status);
+		nulls[2][i] = cancels[i].http_status == 0;
+		cols[2][i] = Int32GetDatum(cancels[i].http_status);
+		nulls[3][i] = cancels[i].error == NULL;
+		cols[3][i] = nulls[3][i] ? (Datum) 0 : CStringGetTextDatum(cancels[i].error);
+	}
+	values[0] = make_array(cols[0], nulls[0], n, INT8OID);
+	values[1] = make_array(cols[1], nulls[1], n, TEXTOID);
+	values[2] = make_array(cols[2], nulls[2], n, INT4OID);
+	values[3] = make_array(cols[3], nulls[3], n, TEXTOID);
+	/* a status callback may have brought a final status first: keep it */
+	check_spi(SPI_execute_with_args(psprintf("UPDATE %s.twilio_outbox o SET cancel_requested_at = NULL,"
+											 " delivery_status = CASE WHEN r.status IS NOT NULL"
+											 "   AND %s._twilio_call_status_rank(o.delivery_status) < 5"
+											 "   THEN r.status ELSE o.delivery_status END,"
+											 " last_error = COALESCE(r.error, o.last_error),"
+											 " last_http_status = COALESCE(r.http, o.last_http_status) "
+											 "FROM unnest($1, $2, $3, $4) AS r(id, status, http, error) "
+											 "WHERE o.id = r.id", schema, schema),
+									4, argtypes, values, NULL, false, 0),
+			  SPI_OK_UPDATE, "recording cancels");
 }
 
 int

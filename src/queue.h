@@ -29,6 +29,9 @@ typedef struct TobPoolConfig
 typedef struct TobClaimedRow
 {
 	int64		id;
+	bool		is_call;		/* a call: twiml or call_url instead of body and media */
+	char	   *twiml;
+	char	   *call_url;
 	int			segments;
 	int			attempt;		/* this attempt's number, from 1 */
 	char	   *to_number;
@@ -66,9 +69,34 @@ typedef struct TobRecord
 
 extern int	tob_load_pools(const char *schema, TobPoolConfig **pools);
 
-/* Lock up to limit due rows of a pool, best first (FOR UPDATE SKIP LOCKED). */
-extern int	tob_claim_candidates(const char *schema, const char *pool, int limit,
+/*
+ * Lock up to limit due rows of a pool, messages or calls, best first
+ * (FOR UPDATE SKIP LOCKED).
+ */
+extern int	tob_claim_candidates(const char *schema, const char *pool, bool calls, int limit,
 								 TobClaimedRow **rows);
+
+/* A call to cancel at Twilio (twilio_cancel), and what came of it. */
+typedef struct TobCancel
+{
+	int64		id;
+	char	   *sid;
+	const char *delivery_status;	/* the call's status when Twilio canceled it, else NULL */
+	int			http_status;
+	char	   *error;			/* why Twilio did not, NULL when it did */
+	bool		done;			/* false: try again (a fault) */
+} TobCancel;
+
+/*
+ * Up to limit calls whose cancel was requested and that Twilio has (sent,
+ * with a sid), other than the nkeep ids of keep; cancel requests of rows
+ * that ended otherwise are dropped.
+ */
+extern int	tob_load_cancels(const char *schema, const int64 *keep, int nkeep, int limit,
+							 TobCancel **cancels);
+
+/* Record what came of cancel requests (done ones only). */
+extern void tob_record_cancels(const char *schema, const TobCancel *cancels, int n);
 
 /* Turn locked rows into sending, with their attempts from now on. */
 extern void tob_mark_sending(const char *schema, const int64 *ids, const int *attempts, int n);

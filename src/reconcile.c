@@ -27,6 +27,10 @@
  * sender in that window, the row is taken for sent (README, "Delivery
  * guarantee").
  *
+ * A call is looked up the same way in the Calls list (GET .../Calls.json
+ * ?To=...&From=...): a call has no text, so any call to that number from
+ * that number, created in the window, that no row holds is the row's.
+ *
  * Copyright (c) 2026, twilio_outbox developers
  *
  * IDENTIFICATION
@@ -52,15 +56,16 @@
 #define LOOKUP_MAX_PAGES	20
 
 TobLookup *
-tob_lookup_new(const char *to, const char *sender, const char *body,
+tob_lookup_new(bool is_call, const char *to, const char *sender, const char *body,
 			   bool content_sid, int nmedia, TimestampTz since)
 {
 	TobLookup  *l = MemoryContextAllocZero(TopMemoryContext, sizeof(TobLookup));
 
+	l->is_call = is_call;
 	l->to = MemoryContextStrdup(TopMemoryContext, to);
 	l->sender = MemoryContextStrdup(TopMemoryContext, sender);
-	l->media_only = !content_sid && nmedia > 0 && (body == NULL || body[0] == '\0');
-	l->by_content = content_sid || l->media_only;
+	l->media_only = !is_call && !content_sid && nmedia > 0 && (body == NULL || body[0] == '\0');
+	l->by_content = is_call || content_sid || l->media_only;
 	l->body = (!l->by_content && body) ? MemoryContextStrdup(TopMemoryContext, body) : NULL;
 	l->since = since;
 	return l;
@@ -101,6 +106,20 @@ tob_messages_url(void)
 }
 
 char *
+tob_calls_url(void)
+{
+	return psprintf("%.*s/2010-04-01/Accounts/%s/Calls.json",
+					base_len(), tob_api_base_url, tob_account_sid);
+}
+
+char *
+tob_call_url(const char *sid)
+{
+	return psprintf("%.*s/2010-04-01/Accounts/%s/Calls/%s.json",
+					base_len(), tob_api_base_url, tob_account_sid, sid);
+}
+
+char *
 tob_lookup_first_url(const TobLookup *l)
 {
 	StringInfoData q;
@@ -110,7 +129,7 @@ tob_lookup_first_url(const TobLookup *l)
 	if (!is_service(l->sender))
 		tob_form_add(&q, "From", l->sender);
 	tob_form_add(&q, "PageSize", LOOKUP_PAGE_SIZE);
-	return psprintf("%s?%s", tob_messages_url(), q.data);
+	return psprintf("%s?%s", l->is_call ? tob_calls_url() : tob_messages_url(), q.data);
 }
 
 /* Could the listed message be this row's, going by what the row proves? */
@@ -119,6 +138,8 @@ could_be_ours(const TobLookup *l, const TobListed *m)
 {
 	if (strcmp(m->to, l->to) != 0)
 		return false;
+	if (l->is_call)
+		return strcmp(m->from, l->sender) == 0;
 	if (is_service(l->sender) ? pg_strcasecmp(m->messaging_service_sid, l->sender) != 0 :
 		strcmp(m->from, l->sender) != 0)
 		return false;
@@ -141,7 +162,8 @@ tob_lookup_page(TobLookup *l, const TobHttpResult *result, char **next_url)
 	*next_url = NULL;
 	if (result->status != 200)
 		return TOB_LOOKUP_FAILED;
-	n = tob_parse_list(result->body, result->body_len, "messages", &items, &next_page_uri);
+	n = tob_parse_list(result->body, result->body_len, l->is_call ? "calls" : "messages",
+					   &items, &next_page_uri);
 	if (n < 0)
 		return TOB_LOOKUP_FAILED;
 	l->pages++;
@@ -151,7 +173,7 @@ tob_lookup_page(TobLookup *l, const TobHttpResult *result, char **next_url)
 		TobListed  *m = &items[i];
 		time_t		created = curl_getdate(m->date_created, NULL);
 
-		if (!tob_is_message_sid(m->sid) || created < 0)
+		if (!(l->is_call ? tob_is_call_sid(m->sid) : tob_is_message_sid(m->sid)) || created < 0)
 			continue;
 		if (time_t_to_timestamptz(created) < l->since - CLOCK_SKEW_US)
 		{

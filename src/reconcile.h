@@ -25,6 +25,7 @@
  */
 typedef struct TobLookup
 {
+	bool		is_call;		/* in the Calls list, not the Messages list */
 	char	   *to;				/* UTF-8 */
 	char	   *sender;			/* the pool's sender: a From, or an MG... service */
 	char	   *body;			/* UTF-8; NULL when the row has none */
@@ -44,14 +45,20 @@ typedef enum TobLookupStep
 	TOB_LOOKUP_FAILED			/* the list told nothing */
 } TobLookupStep;
 
-extern TobLookup *tob_lookup_new(const char *to, const char *sender, const char *body,
-								 bool content_sid, int nmedia, TimestampTz since);
+extern TobLookup *tob_lookup_new(bool is_call, const char *to, const char *sender,
+								 const char *body, bool content_sid, int nmedia,
+								 TimestampTz since);
 extern void tob_lookup_free(TobLookup *lookup);
 
-/* The base URL of the Messages API: {api_base_url}/2010-04-01/Accounts/{sid}/Messages.json */
+/*
+ * The URLs of the API: {api_base_url}/2010-04-01/Accounts/{sid}/Messages.json,
+ * .../Calls.json, and .../Calls/{call_sid}.json.
+ */
 extern char *tob_messages_url(void);
+extern char *tob_calls_url(void);
+extern char *tob_call_url(const char *sid);
 
-/* The first page to read: the messages to that number (from that sender), newest first. */
+/* The first page to read: the messages (calls) to that number from that sender, newest first. */
 extern char *tob_lookup_first_url(const TobLookup *lookup);
 
 /*

@@ -518,15 +518,26 @@ tob_parse_list(const char *body, size_t len, const char *array_name,
 	return st.n;
 }
 
-bool
-tob_is_message_sid(const char *s)
+/* Whether s is two letters (already checked) and 32 hex digits. */
+static bool
+hex_sid_tail(const char *s)
 {
 	int			i;
 
-	if (!((s[0] == 'S' || s[0] == 'M') && s[1] == 'M'))
-		return false;
 	for (i = 2; i < 34; i++)
 		if (!isxdigit((unsigned char) s[i]))
 			return false;
 	return s[34] == '\0';
+}
+
+bool
+tob_is_message_sid(const char *s)
+{
+	return (s[0] == 'S' || s[0] == 'M') && s[1] == 'M' && hex_sid_tail(s);
+}
+
+bool
+tob_is_call_sid(const char *s)
+{
+	return s[0] == 'C' && s[1] == 'A' && hex_sid_tail(s);
 }

@@ -58,6 +58,9 @@ typedef struct TobListed
 extern int	tob_parse_list(const char *body, size_t len, const char *array_name,
 						   TobListed **items, char **next_page_uri);
 
+/* Whether s looks like a Call SID: CA and 32 hex digits. */
+extern bool tob_is_call_sid(const char *s);
+
 /* Whether s looks like a Message SID: SM or MM and 32 hex digits. */
 extern bool tob_is_message_sid(const char *s);
 

@@ -82,6 +82,7 @@ static const char *const secret_gucs[] = {
 char	   *tob_webhook_listen = NULL;
 char	   *tob_webhook_public_url = NULL;
 int			tob_lookup_settle_ms = 2000;
+double		tob_calls_per_second = 1.0;
 int			tob_reconcile_timeout_ms = 600000;
 char	   *tob_debug_inject_faults = NULL;
 
@@ -297,6 +298,12 @@ tob_define_settings(bool preloading)
 							   NULL, &tob_webhook_public_url, "",
 							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
 							   check_webhook_public_url, NULL, NULL);
+
+	DefineCustomRealVariable("twilio_outbox.calls_per_second",
+							 gettext_noop("Sets how many calls per second the worker places over all pools (Twilio's CPS for the account)."),
+							 gettext_noop("Twilio queues calls above its CPS for up to a day; pacing them here keeps that queue empty."),
+							 &tob_calls_per_second, 1.0, 0.001, 1000.0,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	DefineCustomIntVariable("twilio_outbox.lookup_settle_ms",
 							gettext_noop("Sets how long after an ambiguous answer the message is first looked up at Twilio."),

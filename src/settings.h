@@ -31,6 +31,7 @@ extern char *tob_ca_file;
 extern char *tob_webhook_listen;
 extern char *tob_webhook_public_url;
 extern int	tob_lookup_settle_ms;
+extern double tob_calls_per_second;
 extern int	tob_reconcile_timeout_ms;
 extern char *tob_debug_inject_faults;
 

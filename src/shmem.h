@@ -53,6 +53,8 @@ typedef struct TobCounters
 	uint64		lookups;		/* list requests made to reconcile */
 	uint64		lookup_failures;	/* of those, the ones that told nothing */
 	uint64		recovered;		/* rows found in sending without a request */
+	uint64		calls_sent;		/* of sent: calls */
+	uint64		calls_canceled; /* calls canceled at Twilio (twilio_cancel) */
 } TobCounters;
 
 /* A circuit breaker on the recent failure rate (policy.c). */
@@ -144,6 +146,7 @@ typedef struct TobSharedState
 	int			in_flight;
 	TobCounters totals;
 	TobAccountState account;
+	TobPoolSlot calls;			/* the account's calls per second: every call passes it */
 	int			npools;
 	TobPoolSlot pools[TOB_MAX_POOLS];
 

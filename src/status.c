@@ -35,7 +35,7 @@ PG_FUNCTION_INFO_V1(twilio_outbox_pool_status_1_0);
 PG_FUNCTION_INFO_V1(twilio_outbox_pool_status_2_0);
 
 #define WORKER_STATUS_COLS_1_0 16
-#define WORKER_STATUS_COLS_2_0 25
+#define WORKER_STATUS_COLS_2_0 29
 #define POOL_STATUS_COLS_1_0 9
 #define POOL_STATUS_COLS_2_0 11
 
@@ -82,6 +82,7 @@ worker_status(FunctionCallInfo fcinfo, int ncols)
 	int			in_flight;
 	TobCounters totals;
 	TobAccountState account;
+	TobPoolSlot calls;
 	int			i = 0;
 
 	tob_require_shmem();
@@ -98,6 +99,7 @@ worker_status(FunctionCallInfo fcinfo, int ncols)
 	in_flight = tob_shared->in_flight;
 	totals = tob_shared->totals;
 	account = tob_shared->account;
+	calls = tob_shared->calls;
 	LWLockRelease(tob_shared->lock);
 
 	nulls[i] = (pid == 0);
@@ -135,6 +137,11 @@ worker_status(FunctionCallInfo fcinfo, int ncols)
 		values[i++] = Int64GetDatum((int64) totals.lookups);
 		values[i++] = Int64GetDatum((int64) totals.lookup_failures);
 		values[i++] = Int64GetDatum((int64) totals.recovered);
+		values[i++] = Float8GetDatum(tob_calls_per_second);
+		nulls[i] = (pid == 0);
+		values[i++] = Float8GetDatum(calls.tokens);
+		values[i++] = Int64GetDatum((int64) totals.calls_sent);
+		values[i++] = Int64GetDatum((int64) totals.calls_canceled);
 	}
 	Assert(i == ncols);
 

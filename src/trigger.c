@@ -38,9 +38,29 @@
 #define TRIGGER_NARGS 3
 
 PG_FUNCTION_INFO_V1(twilio_outbox_enqueue_trigger_1_0);
+PG_FUNCTION_INFO_V1(twilio_outbox_enqueue_call_trigger_2_0);
 PG_FUNCTION_INFO_V1(twilio_outbox_check_trigger_1_0);
 
-#define USAGE_HINT "Use it as EXECUTE FUNCTION twilio_enqueue_trigger('pool', 'phone_column', 'Hello {name}') in an AFTER INSERT OR UPDATE ... FOR EACH ROW trigger."
+/* What differs between the message trigger and the call trigger. */
+typedef struct TriggerKind
+{
+	const char *function;		/* its SQL name */
+	const char *template_arg;	/* the name of its third argument */
+	const char *usage;			/* the hint */
+	bool		xml;			/* values are escaped for TwiML */
+} TriggerKind;
+
+static const TriggerKind message_trigger = {
+	"twilio_enqueue_trigger", "body_template",
+	"Use it as EXECUTE FUNCTION twilio_enqueue_trigger('pool', 'phone_column', 'Hello {name}') in an AFTER INSERT OR UPDATE ... FOR EACH ROW trigger.",
+	false
+};
+
+static const TriggerKind call_trigger = {
+	"twilio_enqueue_call_trigger", "twiml_template",
+	"Use it as EXECUTE FUNCTION twilio_enqueue_call_trigger('pool', 'phone_column', '<Response><Say>Hello {name}</Say></Response>') in an AFTER INSERT OR UPDATE ... FOR EACH ROW trigger.",
+	true
+};
 
 /* Column number of a user column, or an error naming what was looked for. */
 static int
@@ -60,11 +80,12 @@ column_number(TupleDesc tupdesc, const char *relname, const char *column,
 
 /*
  * Walk the template.  With tuple == NULL only check that every placeholder
- * names a column; otherwise return the rendered body.
+ * names a column; otherwise return the rendered body (or TwiML, where the
+ * values are escaped: a column could otherwise add verbs to the call).
  */
 static char *
-render_template(const char *tpl, TupleDesc tupdesc, HeapTuple tuple,
-				const char *relname)
+render_template(const TriggerKind *kind, const char *tpl, TupleDesc tupdesc,
+				HeapTuple tuple, const char *relname)
 {
 	StringInfoData out;
 	const char *p = tpl;
@@ -86,15 +107,17 @@ render_template(const char *tpl, TupleDesc tupdesc, HeapTuple tuple,
 			if (close == NULL)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("body_template has a \"{\" without a closing \"}\""),
+						 errmsg("%s has a \"{\" without a closing \"}\"", kind->template_arg),
 						 errhint("Write {column} for a column's value and {{ for a literal brace.")));
 			column = pnstrdup(p + 1, close - p - 1);
-			attnum = column_number(tupdesc, relname, column, "body_template");
+			attnum = column_number(tupdesc, relname, column, kind->template_arg);
 			if (tuple != NULL)
 			{
 				char	   *value = SPI_getvalue(tuple, tupdesc, attnum);
 
-				if (value != NULL)
+				if (value != NULL && kind->xml)
+					tob_append_xml_escaped(&out, value);
+				else if (value != NULL)
 					appendStringInfoString(&out, value);
 			}
 			p = close + 1;
@@ -107,46 +130,54 @@ render_template(const char *tpl, TupleDesc tupdesc, HeapTuple tuple,
 
 /* Checks shared by CREATE TRIGGER time and fire time. */
 static void
-check_trigger(int nargs, char **args, int16 tgtype, TupleDesc tupdesc,
-			  const char *relname)
+check_trigger(const TriggerKind *kind, int nargs, char **args, int16 tgtype,
+			  TupleDesc tupdesc, const char *relname)
 {
 	if (nargs != TRIGGER_NARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("twilio_enqueue_trigger needs 3 arguments (pool, to_column, body_template), got %d",
-						nargs),
-				 errhint(USAGE_HINT)));
+				 errmsg("%s needs 3 arguments (pool, to_column, %s), got %d",
+						kind->function, kind->template_arg, nargs),
+				 errhint("%s", kind->usage)));
 	if (!TRIGGER_FOR_ROW(tgtype) || TRIGGER_FOR_DELETE(tgtype) ||
 		TRIGGER_FOR_TRUNCATE(tgtype))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("twilio_enqueue_trigger must be a FOR EACH ROW trigger on INSERT or UPDATE"),
-				 errhint(USAGE_HINT)));
+				 errmsg("%s must be a FOR EACH ROW trigger on INSERT or UPDATE", kind->function),
+				 errhint("%s", kind->usage)));
 	if (args[0][0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("twilio_enqueue_trigger pool argument is empty"),
-				 errhint(USAGE_HINT)));
+				 errmsg("%s pool argument is empty", kind->function),
+				 errhint("%s", kind->usage)));
 	column_number(tupdesc, relname, args[1], "to_column");
-	render_template(args[2], tupdesc, NULL, relname);
+	render_template(kind, args[2], tupdesc, NULL, relname);
 }
 
 /* Error context: which trigger on which table was enqueuing. */
+typedef struct TriggerContext
+{
+	const TriggerKind *kind;
+	TriggerData *trigdata;
+} TriggerContext;
+
 static void
 trigger_error_context(void *arg)
 {
-	TriggerData *trigdata = (TriggerData *) arg;
+	TriggerContext *cxt = (TriggerContext *) arg;
 
-	errcontext("twilio_enqueue_trigger \"%s\" on table \"%s\"",
-			   trigdata->tg_trigger->tgname,
-			   RelationGetRelationName(trigdata->tg_relation));
+	errcontext("%s \"%s\" on table \"%s\"", cxt->kind->function,
+			   cxt->trigdata->tg_trigger->tgname,
+			   RelationGetRelationName(cxt->trigdata->tg_relation));
 }
 
-Datum
-twilio_outbox_enqueue_trigger_1_0(PG_FUNCTION_ARGS)
+/* Either trigger: render the row, enqueue a message or a call. */
+static Datum
+enqueue_from_trigger(const TriggerKind *kind, FunctionCallInfo fcinfo)
 {
 	ErrorContextCallback errcallback;
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TriggerContext cxt = {kind, trigdata};
 	Trigger    *trigger;
 	TupleDesc	tupdesc;
 	HeapTuple	tuple;
@@ -157,18 +188,18 @@ twilio_outbox_enqueue_trigger_1_0(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("twilio_enqueue_trigger can only be called as a trigger"),
-				 errhint(USAGE_HINT)));
+				 errmsg("%s can only be called as a trigger", kind->function),
+				 errhint("%s", kind->usage)));
 
 	errcallback.callback = trigger_error_context;
-	errcallback.arg = trigdata;
+	errcallback.arg = &cxt;
 	errcallback.previous = error_context_stack;
 	error_context_stack = &errcallback;
 
 	trigger = trigdata->tg_trigger;
 	tupdesc = RelationGetDescr(trigdata->tg_relation);
 	relname = RelationGetRelationName(trigdata->tg_relation);
-	check_trigger(trigger->tgnargs, trigger->tgargs, trigger->tgtype, tupdesc, relname);
+	check_trigger(kind, trigger->tgnargs, trigger->tgargs, trigger->tgtype, tupdesc, relname);
 
 	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
 		trigdata->tg_newtuple : trigdata->tg_trigtuple;
@@ -177,16 +208,35 @@ twilio_outbox_enqueue_trigger_1_0(PG_FUNCTION_ARGS)
 							 SPI_fnumber(tupdesc, trigger->tgargs[1]));
 	if (to_number != NULL)
 	{
+		text	   *rendered = cstring_to_text(render_template(kind, trigger->tgargs[2],
+															   tupdesc, tuple, relname));
+
+		msg.is_call = kind->xml;
 		msg.pool = trigger->tgargs[0];
 		msg.to_number = to_number;
-		msg.body = cstring_to_text(render_template(trigger->tgargs[2], tupdesc,
-												   tuple, relname));
+		if (msg.is_call)
+			msg.twiml = rendered;
+		else
+			msg.body = rendered;
 		(void) tob_enqueue(&msg, get_func_namespace(fcinfo->flinfo->fn_oid));
 	}
 	error_context_stack = errcallback.previous;
 
 	return TRIGGER_FIRED_BEFORE(trigdata->tg_event) ?
 		PointerGetDatum(tuple) : PointerGetDatum(NULL);
+}
+
+Datum
+twilio_outbox_enqueue_trigger_1_0(PG_FUNCTION_ARGS)
+{
+	return enqueue_from_trigger(&message_trigger, fcinfo);
+}
+
+/* twilio_enqueue_call_trigger(pool, to_column, twiml_template) */
+Datum
+twilio_outbox_enqueue_call_trigger_2_0(PG_FUNCTION_ARGS)
+{
+	return enqueue_from_trigger(&call_trigger, fcinfo);
 }
 
 /*
@@ -236,7 +286,9 @@ twilio_outbox_check_trigger_1_0(PG_FUNCTION_ARGS)
 				}
 			}
 			rel = relation_open(tg->tgrelid, AccessShareLock);
-			check_trigger(tg->tgnargs, args, tg->tgtype, RelationGetDescr(rel),
+			check_trigger(strcmp(get_func_name(funcoid), call_trigger.function) == 0 ?
+						  &call_trigger : &message_trigger,
+						  tg->tgnargs, args, tg->tgtype, RelationGetDescr(rel),
 						  RelationGetRelationName(rel));
 			relation_close(rel, AccessShareLock);
 		}

@@ -15,8 +15,9 @@
  * does not exist, or while its installed version is not the one this
  * library needs), re-reads twilio_pools, takes back rows left in sending
  * without a request (after a crash, or a failure in the middle of a turn),
- * expires overdue rows, trims what retention allows, and applies the status
- * callbacks and inbound messages stored in twilio_inbox.
+ * expires overdue rows, cancels at Twilio the calls twilio_cancel asked
+ * for, trims what retention allows, and applies the status callbacks and
+ * inbound messages stored in twilio_inbox.
  *
  * What a turn does with the rows is in dispatch.c; what an answer means, in
  * policy.c; how an ambiguous attempt is looked up, in reconcile.c.
@@ -210,6 +211,8 @@ maintenance(void)
 	int			npools = 0;
 	int			expired = 0;
 	int			recovered = 0;
+	TobCancel  *cancels = NULL;
+	int			ncancels = 0;
 	bool		sending = tob_enabled && credentials_configured();
 
 	tob_xact_begin("twilio_outbox: maintenance");
@@ -226,6 +229,7 @@ maintenance(void)
 
 			recovered = tob_recover_sending(found, own, nown, tob_settle_us());
 			expired = tob_expire_due(found);
+			ncancels = tob_load_cancels(found, own, nown, tob_dispatch_cancel_budget(), &cancels);
 		}
 		(void) tob_housekeeping(found, tob_retention_s);
 	}
@@ -254,6 +258,8 @@ maintenance(void)
 		schema = MemoryContextStrdup(TopMemoryContext, found);
 	if (found != NULL)
 		tob_pools_sync(pools, npools, tob_mono_now());
+	if (ncancels > 0)
+		tob_dispatch_start_cancels(cancels, ncancels);
 	/* like expiry, applying callbacks is writing to the outbox: not while disabled */
 	if (found != NULL && tob_enabled)
 		apply_webhooks();

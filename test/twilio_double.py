@@ -10,7 +10,8 @@ Usage:
 server listens. Defaults: account ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa,
 token test-token. SIGTERM/SIGINT stop the server.
 
-Twilio API (HTTP Basic auth: account sid + token, or API key sid + secret):
+Twilio API (HTTP Basic auth: account sid + token, or API key sid + secret;
+paths below /2010-04-01/Accounts/{AccountSid}):
     POST /2010-04-01/Accounts/{AccountSid}/Messages.json   201 Message JSON
     GET  /2010-04-01/Accounts/{AccountSid}/Messages.json   accepted messages,
          newest first; filters To, From (From or MessagingServiceSid),
@@ -19,6 +20,15 @@ Twilio API (HTTP Basic auth: account sid + token, or API key sid + secret):
          (default 50), Page and PageToken (next_page_uri carries both, as
          Twilio's does; a PageToken page starts after the message it names,
          so newer messages do not shift it)
+    POST .../Calls.json          201 Call JSON (status queued), validated against
+         the CreateCall schema (To, From, one of Url/Twiml/ApplicationSid)
+    GET  .../Calls.json          calls newest first; To, From, Status, PageSize,
+         Page, PageToken
+    POST .../Calls/{CallSid}.json  Status=canceled (while queued or ringing,
+         else 400/21220) or completed
+Fault rules match.path may also be calls_create, calls_list, calls_update;
+GET /_control/calls lists the calls, POST /_control/call_status
+{"sid", "status"} sets one's status (ringing, in-progress, ...).
 Every API answer carries Twilio-Concurrent-Requests: the requests of the
 account in flight at the double when the request arrived, itself included.
 Form fields are validated against twilio_oai.json (extracted from
@@ -95,6 +105,10 @@ from pathlib import Path
 
 SPEC = json.loads(Path(__file__).with_name("twilio_oai.json").read_text())
 MESSAGES_RE = re.compile(r"^/2010-04-01/Accounts/([^/]+)/Messages\.json$")
+CALLS_RE = re.compile(r"^/2010-04-01/Accounts/([^/]+)/Calls\.json$")
+CALL_RE = re.compile(r"^/2010-04-01/Accounts/([^/]+)/Calls/(CA[0-9a-fA-F]{32})\.json$")
+CALLS = SPEC["calls"]
+PATHS = ("messages_create", "messages_list", "calls_create", "calls_list", "calls_update")
 E164, CHANNEL = r"\+[1-9]\d{1,14}", r"[a-z][a-z0-9-]*:\S+"
 ALNUM = r"(?=[A-Za-z0-9 ]*[A-Za-z])[A-Za-z0-9][A-Za-z0-9 ]{0,9}[A-Za-z0-9]"
 TO_RE = re.compile(f"{E164}|{CHANNEL}")
@@ -288,8 +302,8 @@ def parse_rule(raw, now):
     if raw.get("count") is not None and not (isinstance(raw["count"], int) and raw["count"] > 0):
         raise ValueError("count must be a positive integer")
     match.setdefault("path", ["messages_create"])
-    if not set(match["path"]) <= {"messages_create", "messages_list"}:
-        raise ValueError("match.path must be messages_create or messages_list")
+    if not set(match["path"]) <= set(PATHS):
+        raise ValueError(f"match.path must be one of {PATHS}")
     if not 0 <= raw.get("probability", 1) <= 1:
         raise ValueError("probability must be between 0 and 1")
     ends = [raw["until"]] if raw.get("until") is not None else []
@@ -324,6 +338,7 @@ class State:
     def reset(self):
         with self.lock:
             self.requests, self.messages, self.violations = [], [], []
+            self.calls = []
             self.rules, self.buckets = [], {}
             self.settings = dict(DEFAULT_SETTINGS, sender_mps={})
             self.rng = random.Random(self.settings["seed"])
@@ -464,6 +479,50 @@ class State:
         return dict(message, status="sent",
                     date_sent=rfc2822(created + timedelta(seconds=queued_for)))
 
+    def accept_call(self, form, seq):
+        """Create a Call resource (queued) from a validated form and store it."""
+        now = datetime.now(timezone.utc)
+        sid = "CA" + secrets.token_hex(16)
+        account = self.credentials["account_sid"]
+        call = {
+            "account_sid": account, "api_version": "2010-04-01", "sid": sid,
+            "to": first(form, "To"), "from": first(form, "From"), "status": "queued",
+            "date_created": rfc2822(now), "date_updated": rfc2822(now), "start_time": None,
+            "end_time": None, "duration": None, "direction": "outbound-api",
+            "parent_call_sid": None, "price": None, "price_unit": "USD", "queue_time": "0",
+            "uri": f"/2010-04-01/Accounts/{account}/Calls/{sid}.json",
+        }
+        with self.lock:
+            self.calls.append((now, seq, call))
+        return dict(call)
+
+    def update_call(self, sid, status):
+        """Cancel (while queued or ringing) or complete a stored call; None if unknown."""
+        with self.lock:
+            for _, _, call in self.calls:
+                if call["sid"] == sid:
+                    if status == "canceled" and call["status"] not in ("queued", "ringing"):
+                        raise ApiError(400, 21220, "Call is not in a state that can be canceled")
+                    call["status"] = status
+                    call["date_updated"] = rfc2822(datetime.now(timezone.utc))
+                    return dict(call)
+        return None
+
+    def set_call_status(self, sid, status):
+        with self.lock:
+            for _, _, call in self.calls:
+                if call["sid"] == sid:
+                    call["status"] = status
+                    return {"ok": True}
+        raise ValueError(f"no call {sid}")
+
+    def find_calls(self, to=None, sender=None, status=None):
+        with self.lock:
+            stored = [dict(c) for _, _, c in self.calls]
+        return [c for c in reversed(stored)
+                if (to is None or c["to"] == to) and (sender is None or c["from"] == sender)
+                and (status is None or c["status"] == status)]
+
     def seed(self, to, sender, body, count):
         """Messages sent from elsewhere to `to` (a busy recipient); their sids."""
         service = sender if MG_RE.fullmatch(sender) else None
@@ -496,6 +555,8 @@ class State:
                 return {"requests": [dict(r) for r in self.requests if r["seq"] > since]}
             if what == "messages":
                 return {"messages": [dict(m, _seq=seq) for _, seq, m in self.messages]}
+            if what == "calls":
+                return {"calls": [dict(c, _seq=seq) for _, seq, c in self.calls]}
             if what == "config":
                 return json.loads(json.dumps({"settings": self.settings, "rules": self.rules}))
             by_status = {}
@@ -580,6 +641,9 @@ class Handler(BaseHTTPRequestHandler):
                 lambda: state.snapshot("requests", int(query.get("since", 0))),
             ("GET", "/_control/stats"): lambda: state.snapshot("stats"),
             ("GET", "/_control/messages"): lambda: state.snapshot("messages"),
+            ("GET", "/_control/calls"): lambda: state.snapshot("calls"),
+            ("POST", "/_control/call_status"):
+                lambda: state.set_call_status(**json.loads(body or b"{}")),
             ("GET", "/_control/config"): lambda: state.snapshot("config"),
             ("POST", "/_control/reset"): lambda: state.reset() or {"ok": True},
             ("POST", "/_control/config"):
@@ -634,10 +698,15 @@ class Handler(BaseHTTPRequestHandler):
             return None, None, None
 
     def route_api(self, url, body, creds, record):
-        match = MESSAGES_RE.match(url.path)
-        if not match:
+        for regex, prefix in ((MESSAGES_RE, "messages"), (CALLS_RE, "calls"), (CALL_RE, "call")):
+            match = regex.match(url.path)
+            if match:
+                break
+        else:
             raise ApiError(404, 20404, f"The requested resource {url.path} was not found")
-        kind = {"POST": "messages_create", "GET": "messages_list"}.get(self.command)
+        kind = {("messages", "POST"): "messages_create", ("messages", "GET"): "messages_list",
+                ("calls", "POST"): "calls_create", ("calls", "GET"): "calls_list",
+                ("call", "POST"): "calls_update"}.get((prefix, self.command))
         if kind is None:
             raise ApiError(405, 20004)
         record["kind"] = kind
@@ -646,7 +715,89 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(404, 20404, f"The requested resource {url.path} was not found")
         if kind == "messages_create":
             return 201, self.create(body, record)
+        if kind == "calls_create":
+            return 201, self.create_call(body, record)
+        if kind == "calls_list":
+            return 200, self.list_calls(url, record)
+        if kind == "calls_update":
+            return 200, self.update_call(match.group(2), body, record)
         return 200, self.list_messages(url, record)
+
+    def read_form(self, body, record, content_type):
+        ctype = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if ctype != content_type:
+            raise violation(21200, f"Content-Type must be {content_type}")
+        try:
+            pairs = urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True,
+                                           errors="strict")
+        except UnicodeDecodeError:
+            raise violation(21200, "Request body is not valid UTF-8") from None
+        record["form"] = [list(p) for p in pairs]
+        return pairs
+
+    def create_call(self, body, record):
+        state = self.server.state
+        pairs = self.read_form(body, record, CALLS["create"]["content_type"])
+        props, form = CALLS["create"]["properties"], {}
+        for name, value in pairs:
+            schema = props.get(name)
+            if schema is None:
+                raise violation(21200, f"Unknown parameter '{name}'")
+            if name in form and schema["type"] != "array":
+                raise violation(21200, f"Parameter '{name}' given more than once")
+            form.setdefault(name, []).append(value)
+            problem = check_value(name, value, schema.get("items", schema))
+            if problem:
+                raise violation(PARAM_CODES.get(name, 21200), f"Parameter '{name}' {problem}")
+        for name in CALLS["create"]["required"]:
+            if not first(form, name):
+                raise violation(21201 if name == "To" else 21213, f"'{name}' is required")
+        if not any(first(form, name) for name in CALLS["create"]["conditional"][0]):
+            raise violation(21205, "Url, Twiml or ApplicationSid is required")
+        if state.over_concurrency():
+            raise ApiError(429, 20429, retry_after=state.setting("retry_after"))
+        record["fault"] = state.take_fault("calls_create", first(form, "To"), [first(form, "From")])
+        action = record["fault"] or {}
+        time.sleep((action.get("delay_ms", 0) + state.setting("delay_ms")) / 1000)
+        if action.get("drop") or "status" in action:
+            if action.get("process"):
+                record["sid"] = state.accept_call(form, record["seq"])["sid"]
+            self.fail(action)
+        return state.accept_call(form, record["seq"])
+
+    def update_call(self, sid, body, record):
+        state = self.server.state
+        pairs = self.read_form(body, record, CALLS["update"]["content_type"])
+        form = dict(pairs)
+        for name in form:
+            if name not in CALLS["update"]["properties"]:
+                raise violation(21200, f"Unknown parameter '{name}'")
+        if form.get("Status") not in ("canceled", "completed"):
+            raise violation(21200, "Status must be canceled or completed")
+        record["fault"] = state.take_fault("calls_update", None, [])
+        self.fail(record["fault"] or {})
+        call = state.update_call(sid, form["Status"])
+        if call is None:
+            raise ApiError(404, 20404, f"The requested resource {self.path} was not found")
+        record["sid"] = sid
+        return call
+
+    def list_calls(self, url, record):
+        query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
+        params = CALLS["list"]["parameters"]
+        for name, value in query.items():
+            if name not in params:
+                raise violation(21200, f"Unknown query parameter '{name}'")
+            problem = check_value(name, value, params[name])
+            if problem:
+                raise violation(21200, f"Query parameter '{name}' {problem}")
+        record["fault"] = self.server.state.take_fault(
+            "calls_list", query.get("To"), [query.get("From")])
+        action = record["fault"] or {}
+        time.sleep(action.get("delay_ms", 0) / 1000)
+        self.fail(action)
+        found = self.server.state.find_calls(query.get("To"), query.get("From"), query.get("Status"))
+        return self.page(url, query, found, "calls")
 
     def authenticate(self, creds):
         known = self.server.state.credentials
@@ -661,15 +812,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def create(self, body, record):
         state = self.server.state
-        content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if content_type != SPEC["create"]["content_type"]:
-            raise violation(21200, f"Content-Type must be {SPEC['create']['content_type']}")
-        try:
-            pairs = urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True,
-                                           errors="strict")
-        except UnicodeDecodeError:
-            raise violation(21200, "Request body is not valid UTF-8") from None
-        record["form"] = [list(p) for p in pairs]
+        pairs = self.read_form(body, record, SPEC["create"]["content_type"])
         form = validate_create(pairs)
         if state.over_concurrency():
             raise ApiError(429, 20429, retry_after=state.setting("retry_after"))
@@ -713,6 +856,11 @@ class Handler(BaseHTTPRequestHandler):
         found = self.server.state.find_messages(query.get("To"), query.get("From"),
                                                 day["DateSent"], day["DateSent>"],
                                                 day["DateSent<"])
+        return self.page(url, query, found, "messages")
+
+    @staticmethod
+    def page(url, query, found, key):
+        """One page of a list answer, newest first, with Twilio's paging fields."""
         size, page = int(query.get("PageSize", 50)), int(query.get("Page", 0))
         start = page * size
         token = query.get("PageToken")
@@ -730,7 +878,7 @@ class Handler(BaseHTTPRequestHandler):
 
         shown = found[start:start + size]
         more = len(found) > start + size
-        return {"messages": shown, "page": page, "page_size": size,
+        return {key: shown, "page": page, "page_size": size,
                 "first_page_uri": page_uri(0), "uri": url.path + "?" + url.query,
                 "next_page_uri": page_uri(page + 1, PageToken="PA" + shown[-1]["sid"]) if more else None,
                 "previous_page_uri": page_uri(page - 1) if page > 0 else None,

@@ -179,10 +179,10 @@ def pool_status(pg, pool):
 # -- the double's view ----------------------------------------------------------
 
 def request_to(record):
-    """The To of a create (form) or list (query) request."""
-    if record["kind"] == "messages_create":
+    """The To of a create (form) or list (query) request, of messages or calls."""
+    if record["kind"] in ("messages_create", "calls_create"):
         return form(record).get("To")
-    if record["kind"] == "messages_list":
+    if record["kind"] in ("messages_list", "calls_list"):
         return dict(urllib.parse.parse_qsl(record["query"])).get("To")
     return None
 
@@ -212,7 +212,7 @@ def early_requests(hist, requests, to_ids, slack=CLOCK_SLACK_S):
     (violations, checked)."""
     bad, checked = [], 0
     for r in requests:
-        if r["kind"] not in ("messages_create", "messages_list"):
+        if r["kind"] not in ("messages_create", "messages_list", "calls_create", "calls_list"):
             continue
         row_id = to_ids.get(request_to(r))
         if row_id is None:
