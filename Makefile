@@ -9,7 +9,7 @@ OBJS       = src/twilio_outbox.o src/settings.o src/shmem.o src/bgworker.o \
 DATA       = $(wildcard $(EXTENSION)--*.sql)
 PGFILEDESC = "twilio_outbox - transactional outbox delivering messages via Twilio"
 
-REGRESS      = install pools enqueue errors segments trigger transitions views controls security webhooks upgrade
+REGRESS      = install pools enqueue errors segments trigger transitions views controls security webhooks calls upgrade
 REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=./tmp_check
 ISOLATION      = dedup_race pool_slots
 ISOLATION_OPTS = --temp-config=test/isolation.conf --temp-instance=./tmp_check
