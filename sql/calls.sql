@@ -5,6 +5,8 @@
 --
 \set VERBOSITY default
 DELETE FROM twilio_outbox;
+DELETE FROM twilio_inbox;
+ALTER TABLE twilio_outbox ALTER COLUMN id RESTART WITH 1000;
 INSERT INTO twilio_pools (name, sender, mps) VALUES
 	('default', '+15005550006', 1),
 	('service', 'MG' || repeat('a', 32), 1),

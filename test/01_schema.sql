@@ -139,15 +139,15 @@ DELETE FROM twilio_outbox WHERE id = -1;
 -- The claim index
 ------------------------------------------------------------------------
 SELECT has_index('twilio_outbox', 'twilio_outbox_due_idx',
-				 ARRAY['pool', 'priority', 'next_attempt_at'],
-				 'twilio_outbox_due_idx is on (pool, priority, next_attempt_at)');
+				 ARRAY['pool', 'kind', 'priority', 'next_attempt_at', 'id'],
+				 'twilio_outbox_due_idx is on (pool, kind, priority, next_attempt_at, id)');
 SELECT index_is_type('twilio_outbox', 'twilio_outbox_due_idx', 'btree');
 SELECT is(ARRAY(SELECT (i.indoption[k] & 1)::int	-- INDOPTION_DESC
-				  FROM pg_index i, generate_series(0, 2) k
+				  FROM pg_index i, generate_series(0, 4) k
 				 WHERE i.indexrelid = 'twilio_outbox_due_idx'::regclass
 				 ORDER BY k),
-		  ARRAY[0, 1, 0],
-		  'twilio_outbox_due_idx orders pool ASC, priority DESC, next_attempt_at ASC');
+		  ARRAY[0, 0, 1, 0, 0],
+		  'twilio_outbox_due_idx orders pool, kind ASC, priority DESC, next_attempt_at, id ASC');
 SELECT matches(pg_get_expr(i.indpred, i.indrelid), '^\(?status = ANY ',
 			   'twilio_outbox_due_idx is partial on status')
   FROM pg_index i WHERE i.indexrelid = 'twilio_outbox_due_idx'::regclass;
@@ -183,13 +183,15 @@ $$;
 
 SELECT matches(
 	pg_temp.plan_of($$SELECT id FROM twilio_outbox
-	                   WHERE pool = 'p' AND status IN ('queued', 'retrying') AND next_attempt_at <= now()
+	                   WHERE pool = 'p' AND kind = 'message' AND status IN ('queued', 'retrying')
+	                     AND next_attempt_at <= now()
 	                   ORDER BY priority DESC, next_attempt_at LIMIT 10$$),
 	'twilio_outbox_due_idx',
 	'the claim query is planned on twilio_outbox_due_idx');
 SELECT doesnt_match(
 	pg_temp.plan_of($$SELECT id FROM twilio_outbox
-	                   WHERE pool = 'p' AND status IN ('queued', 'retrying') AND next_attempt_at <= now()
+	                   WHERE pool = 'p' AND kind = 'message' AND status IN ('queued', 'retrying')
+	                     AND next_attempt_at <= now()
 	                   ORDER BY priority DESC, next_attempt_at LIMIT 10$$),
 	'Sort',
 	'the claim query needs no Sort: the index gives priority DESC, next_attempt_at order');
