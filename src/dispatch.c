@@ -48,6 +48,8 @@
 #include "shmem.h"
 
 #define MAX_CLAIM_PER_POOL	1000
+/* a claim pass starts from the first due row again at least this often */
+#define CURSOR_PASS_US		(10 * USECS_PER_SEC)
 #define OPTED_OUT_CODE		21610	/* Twilio: the recipient replied STOP */
 #define LOOKUP_MAX_BODY		(1024 * 1024)	/* a page of 50 long messages */
 
@@ -378,7 +380,7 @@ typedef struct Claimed
 } Claimed;
 
 bool
-tob_dispatch_claim_and_send(const char *schema, bool woken, bool all, TimestampTz now)
+tob_dispatch_claim_and_send(const char *schema, const TobWake *wake, bool all, TimestampTz now)
 {
 	TobMono		mono = tob_mono_now();
 	int			budget = tob_policy_account_budget(tob_http_in_flight(), mono);
@@ -394,10 +396,11 @@ tob_dispatch_claim_and_send(const char *schema, bool woken, bool all, TimestampT
 	int		   *attempts;
 	StringInfoData form;
 
+	/* first: a wake-up taken is not lost even when nothing may go now */
+	if (wake->pending)
+		tob_pools_mark_woken(wake);
 	if (budget <= 0)
 		return false;
-	if (woken)
-		tob_pools_mark_backlog();
 	ncand = tob_pools_ready(mono, all, order);
 	if (ncand == 0)
 		return false;
@@ -430,7 +433,16 @@ tob_dispatch_claim_and_send(const char *schema, bool woken, bool all, TimestampT
 		if (limit < 1)
 			continue;
 
-		n = tob_claim_candidates(schema, name, calls, limit, &rows);
+		/*
+		 * Go on from where the last claim ended, so that the dead index
+		 * entries of the rows claimed before are not read again; start over
+		 * when a pass reaches the end, and every CURSOR_PASS_US anyway, for
+		 * rows that were due before the cursor (locked, or given an earlier
+		 * send_after) when it passed them.
+		 */
+		if (local->cursor[kind].valid && mono - local->cursor_since[kind] > CURSOR_PASS_US)
+			local->cursor[kind].valid = false;
+		n = tob_claim_candidates(schema, name, calls, limit, &local->cursor[kind], &rows);
 
 		/*
 		 * Accept rows in order while the bucket lets their segments go (a
@@ -459,6 +471,17 @@ tob_dispatch_claim_and_send(const char *schema, bool woken, bool all, TimestampT
 		LWLockRelease(tob_shared->lock);
 
 		local->backlog[kind] = (n == limit) || (k < n);
+		if (n < limit)
+			local->cursor[kind].valid = false;
+		else if (k > 0)
+		{
+			if (!local->cursor[kind].valid)
+				local->cursor_since[kind] = mono;
+			local->cursor[kind].valid = true;
+			local->cursor[kind].priority = rows[k - 1].priority;
+			local->cursor[kind].next_attempt_at = rows[k - 1].next_attempt_at;
+			local->cursor[kind].id = rows[k - 1].id;
+		}
 		if (n == limit && k == n && limit < pool_budget && tob_pacing_available(slot, mono) > 0 &&
 			!(calls && tob_pacing_available(&tob_shared->calls, mono) == 0))
 			more = true;

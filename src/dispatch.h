@@ -19,12 +19,13 @@ extern void tob_dispatch_init(void);
 
 /*
  * Claim what the account's window, the pools' buckets and breakers allow
- * and start the requests.  `woken`: a commit may have added rows to any
- * pool; `all`: look at every pool, backlog or not.  Returns true when
- * some pool could send more right away.
+ * and start the requests.  `wake`: the pools commits added rows to; `all`:
+ * look at every pool, backlog or not.  Returns true when some pool could
+ * send more right away.
  */
-extern bool tob_dispatch_claim_and_send(const char *schema, bool woken, bool all,
-										TimestampTz now);
+struct TobWake;
+extern bool tob_dispatch_claim_and_send(const char *schema, const struct TobWake *wake,
+										bool all, TimestampTz now);
 
 /*
  * Turn finished requests into outcomes to record; a lookup may go on with

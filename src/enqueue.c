@@ -90,6 +90,7 @@ tob_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PREPARE:
 			/* a prepared transaction is found by the worker's periodic scan */
 			wake_at_commit = false;
+			tob_forget_pools_for_wake();
 			break;
 		default:
 			break;
@@ -514,6 +515,7 @@ tob_enqueue(const TobMessage *msg, Oid nsp)
 
 			id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 											 SPI_tuptable->tupdesc, 1, &isnull));
+			tob_note_pool_for_wake(msg->pool);
 			request_wake_at_commit();
 			break;
 		}
@@ -572,6 +574,7 @@ twilio_outbox_enqueue_1_0(PG_FUNCTION_ARGS)
 Datum
 twilio_outbox_wake_at_commit_1_0(PG_FUNCTION_ARGS)
 {
+	tob_note_all_pools_for_wake();
 	request_wake_at_commit();
 	PG_RETURN_VOID();
 }
@@ -733,6 +736,7 @@ enqueue_call(const TobMessage *msg, Oid nsp)
 		bool		isnull;
 
 		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		tob_note_pool_for_wake(msg->pool);
 		request_wake_at_commit();
 	}
 	else if (!lookup_one("SELECT sender FROM %s.twilio_pools WHERE name OPERATOR(pg_catalog.=) $1",

@@ -109,6 +109,7 @@ tob_pools_sync(TobPoolConfig *pools, int npools, TobMono now)
 			slot->effective_mps = cfg->mps;
 			slot->tat = now;	/* a new pool starts with a full bucket */
 			memset(&tob_pool_local[s], 0, sizeof(TobPoolLocal));
+			tob_pool_local[s].wake_bit = tob_wake_bit(cfg->name);
 			tob_pool_local[s].backlog[TOB_KIND_MESSAGE] = true;
 			tob_pool_local[s].backlog[TOB_KIND_CALL] = true;
 			tob_policy_pool_added(s);
@@ -150,14 +151,19 @@ tob_pools_sync(TobPoolConfig *pools, int npools, TobMono now)
 }
 
 void
-tob_pools_mark_backlog(void)
+tob_pools_mark_woken(const TobWake *wake)
 {
 	int			s;
 
 	for (s = 0; s < TOB_MAX_POOLS; s++)
 	{
-		tob_pool_local[s].backlog[TOB_KIND_MESSAGE] = true;
-		tob_pool_local[s].backlog[TOB_KIND_CALL] = true;
+		uint32		bit = tob_pool_local[s].wake_bit;
+
+		if (wake->all || (wake->pools[bit / 32] & ((uint32) 1 << (bit % 32))))
+		{
+			tob_pool_local[s].backlog[TOB_KIND_MESSAGE] = true;
+			tob_pool_local[s].backlog[TOB_KIND_CALL] = true;
+		}
 	}
 }
 
@@ -203,6 +209,9 @@ tob_pools_ready(TobMono now, bool all, int *order)
 		int			s = (rotation + i) % npools;
 		int			k;
 
+		if (!(all || tob_pool_local[s].backlog[TOB_KIND_MESSAGE] ||
+			  tob_pool_local[s].backlog[TOB_KIND_CALL]))
+			continue;			/* most of hundreds of pools: nothing to look at */
 		if (tob_policy_pool_budget(s, now) == 0)
 			continue;
 		for (k = 0; k < TOB_KINDS; k++)
@@ -234,9 +243,12 @@ tob_pools_wait_us(TobMono now, int64 limit_us)
 
 	for (s = 0; s < npools; s++)
 	{
-		TobMono		held = tob_policy_pool_wake(s);
+		TobMono		held;
 		int			k;
 
+		if (!tob_pool_local[s].backlog[TOB_KIND_MESSAGE] && !tob_pool_local[s].backlog[TOB_KIND_CALL])
+			continue;
+		held = tob_policy_pool_wake(s);
 		if (held == TOB_MONO_NEVER)
 			continue;			/* its probe's answer will wake us */
 		for (k = 0; k < TOB_KINDS; k++)

@@ -34,6 +34,9 @@ typedef struct TobPoolLocal
 	char		sender[TOB_ADDRESS_LEN];
 	bool		backlog[TOB_KINDS]; /* due rows may be waiting */
 	int			need[TOB_KINDS];	/* segments the first waiting one needs (>= 1) */
+	uint32		wake_bit;		/* tob_wake_bit of its name */
+	TobClaimCursor cursor[TOB_KINDS];	/* where the last claim ended */
+	TobMono		cursor_since[TOB_KINDS];	/* the pass the cursor is in began then */
 } TobPoolLocal;
 
 /* A pool and a kind of its rows, as tob_pools_ready returns them. */
@@ -49,8 +52,8 @@ extern TobPoolLocal tob_pool_local[TOB_MAX_POOLS];
  */
 extern void tob_pools_sync(TobPoolConfig *pools, int npools, TobMono now);
 
-/* A commit may have added rows to any pool. */
-extern void tob_pools_mark_backlog(void);
+/* Commits added rows to the pools the wake-up names (or to any pool). */
+extern void tob_pools_mark_woken(const TobWake *wake);
 
 /*
  * The pools and kinds that may claim now, in rotating order: not paused,

@@ -40,6 +40,9 @@
 typedef enum TobPlan
 {
 	PLAN_CLAIM,
+	PLAN_CLAIM_HIGHER,
+	PLAN_CLAIM_AFTER,
+	PLAN_CLAIM_LOWER,
 	PLAN_MARK_SENDING,
 	PLAN_RECORD,
 	NUM_PLANS
@@ -165,47 +168,76 @@ tob_load_pools(const char *schema, TobPoolConfig **pools)
 	return (int) SPI_processed;
 }
 
-int
-tob_claim_candidates(const char *schema, const char *pool, bool calls, int limit,
-					 TobClaimedRow **rows)
+/*
+ * The claim, in four forms: from the start of the pool's due rows of a kind,
+ * or, after a cursor (the last row the previous claim took), the rows of a
+ * higher priority, those of the cursor's priority after it, and those of a
+ * lower priority.  Rows just claimed leave dead entries at the start of the
+ * due index until VACUUM; starting after the cursor keeps a long drain from
+ * reading them again and again.
+ */
+static const char *claim_select =
+	"SELECT o.id, o.num_segments, o.attempts + 1, o.to_number, o.body, o.status_callback,"
+	" o.media_urls,"
+	" ARRAY(SELECT p.key FROM jsonb_each_text(o.params) p),"
+	" ARRAY(SELECT p.value FROM jsonb_each_text(o.params) p),"
+	" CASE WHEN o.expires_at IS NOT NULL AND NOT o.params ? 'ValidityPeriod'"
+	"      THEN ceil(date_part('epoch', o.expires_at - now()))::int4 END,"
+	" o.unconfirmed, COALESCE(o.unconfirmed_since, o.claimed_at), o.params ? 'ContentSid',"
+	" o.expires_at <= now(),"
+	/* opt-outs are SMS STOPs: they say nothing about calls (README) */
+	" o.kind = 'message' AND EXISTS (SELECT FROM %s.twilio_opt_outs x WHERE x.phone_number = o.to_number),"
+	" o.kind = 'call', o.twiml, o.call_url, o.priority, o.next_attempt_at "
+	"FROM %s.twilio_outbox o "
+	"WHERE o.pool = $1 AND o.kind = $3 AND o.status IN ('queued', 'retrying') AND o.next_attempt_at <= now()"
+	" AND (o.expires_at IS NULL OR o.expires_at > now() OR o.unconfirmed)"
+	/* a pause takes effect at once, not at the next reload of the pools */
+	" AND NOT EXISTS (SELECT FROM %s.twilio_pools p WHERE p.name = $1 AND p.paused"
+	"                 AND (p.paused_until IS NULL OR p.paused_until > now()))"
+	" %s "
+	"LIMIT $2 FOR UPDATE SKIP LOCKED";
+
+static const struct
 {
-	static const char *fmt =
-		"SELECT o.id, o.num_segments, o.attempts + 1, o.to_number, o.body, o.status_callback,"
-		" o.media_urls,"
-		" ARRAY(SELECT p.key FROM jsonb_each_text(o.params) p),"
-		" ARRAY(SELECT p.value FROM jsonb_each_text(o.params) p),"
-		" CASE WHEN o.expires_at IS NOT NULL AND NOT o.params ? 'ValidityPeriod'"
-		"      THEN ceil(date_part('epoch', o.expires_at - now()))::int4 END,"
-		" o.unconfirmed, COALESCE(o.unconfirmed_since, o.claimed_at), o.params ? 'ContentSid',"
-		" o.expires_at <= now(),"
-		/* opt-outs are SMS STOPs: they say nothing about calls (README) */
-		" o.kind = 'message' AND EXISTS (SELECT FROM %s.twilio_opt_outs x WHERE x.phone_number = o.to_number),"
-		" o.kind = 'call', o.twiml, o.call_url "
-		"FROM %s.twilio_outbox o "
-		"WHERE o.pool = $1 AND o.kind = $3 AND o.status IN ('queued', 'retrying') AND o.next_attempt_at <= now()"
-		" AND (o.expires_at IS NULL OR o.expires_at > now() OR o.unconfirmed)"
-		/* a pause takes effect at once, not at the next reload of the pools */
-		" AND NOT EXISTS (SELECT FROM %s.twilio_pools p WHERE p.name = $1 AND p.paused"
-		"                 AND (p.paused_until IS NULL OR p.paused_until > now())) "
-		"ORDER BY o.priority DESC, o.next_attempt_at "
-		"LIMIT $2 FOR UPDATE SKIP LOCKED";
-	Oid			argtypes[3] = {TEXTOID, INT4OID, TEXTOID};
-	Datum		values[3];
+	TobPlan		plan;
+	const char *tail;			/* the cursor's condition and the order */
+	int			nargs;
+}			claim_forms[] = {
+	{PLAN_CLAIM, "ORDER BY o.priority DESC, o.next_attempt_at, o.id", 3},
+	{PLAN_CLAIM_HIGHER, "AND o.priority > $4 ORDER BY o.priority DESC, o.next_attempt_at, o.id", 4},
+	{PLAN_CLAIM_AFTER, "AND o.priority = $4 AND (o.next_attempt_at, o.id) > ($5, $6) "
+	"ORDER BY o.next_attempt_at, o.id", 6},
+	{PLAN_CLAIM_LOWER, "AND o.priority < $4 ORDER BY o.priority DESC, o.next_attempt_at, o.id", 4},
+};
+
+/* Run one form of the claim; its rows go to rows[offset...]; how many. */
+static int
+claim_form(int form, const char *schema, const char *pool, bool calls, int limit,
+		   const TobClaimCursor *after, TobClaimedRow *rows, int offset)
+{
+	Oid			argtypes[6] = {TEXTOID, INT4OID, TEXTOID, INT4OID, TIMESTAMPTZOID, INT8OID};
+	Datum		values[6];
 	int			i;
 	bool		isnull;
 
 	values[0] = CStringGetTextDatum(pool);
 	values[1] = Int32GetDatum(limit);
 	values[2] = CStringGetTextDatum(calls ? "call" : "message");
-	check_spi(SPI_execute_plan(cached_plan(PLAN_CLAIM, schema, psprintf(fmt, schema, schema, schema),
-										   3, argtypes),
+	if (after)
+	{
+		values[3] = Int32GetDatum(after->priority);
+		values[4] = TimestampTzGetDatum(after->next_attempt_at);
+		values[5] = Int64GetDatum(after->id);
+	}
+	check_spi(SPI_execute_plan(cached_plan(claim_forms[form].plan, schema,
+										   psprintf(claim_select, schema, schema, schema,
+													claim_forms[form].tail),
+										   claim_forms[form].nargs, argtypes),
 							   values, NULL, false, 0),
 			  SPI_OK_SELECT, "claiming due messages");
-
-	*rows = MemoryContextAllocZero(caller_cxt, sizeof(TobClaimedRow) * Max(SPI_processed, 1));
 	for (i = 0; i < SPI_processed; i++)
 	{
-		TobClaimedRow *r = &(*rows)[i];
+		TobClaimedRow *r = &rows[offset + i];
 		Datum		d;
 
 		r->id = DatumGetInt64(result_datum(i, 1, &isnull));
@@ -229,8 +261,26 @@ tob_claim_candidates(const char *schema, const char *pool, bool calls, int limit
 		r->is_call = DatumGetBool(result_datum(i, 16, &isnull));
 		r->twiml = result_utf8(i, 17);
 		r->call_url = result_utf8(i, 18);
+		r->priority = DatumGetInt32(result_datum(i, 19, &isnull));
+		r->next_attempt_at = DatumGetTimestampTz(result_datum(i, 20, &isnull));
 	}
 	return (int) SPI_processed;
+}
+
+int
+tob_claim_candidates(const char *schema, const char *pool, bool calls, int limit,
+					 const TobClaimCursor *after, TobClaimedRow **rows)
+{
+	int			n = 0;
+	int			form;
+
+	*rows = MemoryContextAllocZero(caller_cxt, sizeof(TobClaimedRow) * Max(limit, 1));
+	if (after == NULL || !after->valid)
+		return claim_form(0, schema, pool, calls, limit, NULL, *rows, 0);
+	/* higher priorities first, then on from the cursor, then lower ones */
+	for (form = 1; form < lengthof(claim_forms) && n < limit; form++)
+		n += claim_form(form, schema, pool, calls, limit - n, after, *rows, n);
+	return n;
 }
 
 /* Build a one-dimensional array of n values of a type, NULL where isnull. */

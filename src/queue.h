@@ -48,7 +48,18 @@ typedef struct TobClaimedRow
 	bool		content_sid;	/* a template (params has ContentSid) */
 	bool		expired;		/* past expires_at: only looked up, never sent */
 	bool		opted_out;		/* to_number is in twilio_opt_outs: fail, never send */
+	int32		priority;		/* where it stands in the claim's order */
+	TimestampTz next_attempt_at;
 } TobClaimedRow;
+
+/* Where the last claim of a pool and kind ended: the last row it took. */
+typedef struct TobClaimCursor
+{
+	bool		valid;
+	int32		priority;
+	TimestampTz next_attempt_at;
+	int64		id;
+} TobClaimCursor;
 
 /* An outcome to write back. */
 typedef struct TobRecord
@@ -71,10 +82,11 @@ extern int	tob_load_pools(const char *schema, TobPoolConfig **pools);
 
 /*
  * Lock up to limit due rows of a pool, messages or calls, best first
- * (FOR UPDATE SKIP LOCKED).
+ * (FOR UPDATE SKIP LOCKED); with a valid cursor only rows after it in that
+ * order, or of a higher priority.
  */
 extern int	tob_claim_candidates(const char *schema, const char *pool, bool calls, int limit,
-								 TobClaimedRow **rows);
+								 const TobClaimCursor *after, TobClaimedRow **rows);
 
 /* A call to cancel at Twilio (twilio_cancel), and what came of it. */
 typedef struct TobCancel

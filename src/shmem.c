@@ -20,6 +20,7 @@
 #include "storage/ipc.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "common/hashfn.h"
 #include "utils/timestamp.h"
 
 #include "shmem.h"
@@ -69,6 +70,9 @@ tob_shmem_startup(void)
 		SpinLockInit(&tob_shared->mutex);
 		pg_atomic_init_u64(&tob_shared->commit_wakeups, 0);
 		pg_atomic_init_u32(&tob_shared->wake_pending, 0);
+		pg_atomic_init_u32(&tob_shared->wake_all, 0);
+		for (int w = 0; w < TOB_WAKE_BITS / 32; w++)
+			pg_atomic_init_u32(&tob_shared->wake_pools[w], 0);
 		tob_shared->state = TOB_STATE_STOPPED;
 		pg_atomic_init_u64(&tob_shared->webhooks.requests, 0);
 		pg_atomic_init_u64(&tob_shared->webhooks.accepted, 0);
@@ -93,6 +97,47 @@ tob_require_shmem(void)
 				 errhint("Add twilio_outbox to the shared_preload_libraries configuration variable in postgresql.conf and restart the server.")));
 }
 
+/* The pools this transaction enqueued to, by tob_wake_bit, or all of them. */
+static uint32 wake_pools[TOB_WAKE_BITS / 32];
+static bool wake_pools_named = false;
+static bool wake_pools_all = false;
+
+uint32
+tob_wake_bit(const char *pool)
+{
+	return hash_bytes((const unsigned char *) pool, strlen(pool)) % TOB_WAKE_BITS;
+}
+
+/*
+ * Remember that the current transaction enqueued to `pool`: its commit
+ * then tells the worker which pools got rows, so that with hundreds of
+ * pools the worker claims from those, not from every pool.
+ */
+void
+tob_note_pool_for_wake(const char *pool)
+{
+	uint32		bit = tob_wake_bit(pool);
+
+	wake_pools[bit / 32] |= (uint32) 1 << (bit % 32);
+	wake_pools_named = true;
+}
+
+/* The transaction made rows due in pools it cannot name (twilio_retry...). */
+void
+tob_note_all_pools_for_wake(void)
+{
+	wake_pools_all = true;
+}
+
+/* The transaction ended without a commit: it woke nothing. */
+void
+tob_forget_pools_for_wake(void)
+{
+	memset(wake_pools, 0, sizeof(wake_pools));
+	wake_pools_named = false;
+	wake_pools_all = false;
+}
+
 /*
  * Wake the worker.  Called at commit by a transaction that enqueued, so it
  * must not fail: without shared memory or a worker it does nothing (the
@@ -100,14 +145,25 @@ tob_require_shmem(void)
  *
  * Only the first commit after the worker last looked sets its latch: under
  * load, signalling the worker on every commit costs more than the enqueue.
+ * The pools are handed over in any case (an atomic OR per word touched).
  */
 void
 tob_wake_worker(void)
 {
 	Latch	   *latch;
+	int			w;
 
 	if (tob_shared == NULL)
+	{
+		tob_forget_pools_for_wake();
 		return;
+	}
+	if (wake_pools_all || !wake_pools_named)
+		pg_atomic_write_u32(&tob_shared->wake_all, 1);
+	for (w = 0; w < TOB_WAKE_BITS / 32 && wake_pools_named; w++)
+		if (wake_pools[w] != 0)
+			pg_atomic_fetch_or_u32(&tob_shared->wake_pools[w], wake_pools[w]);
+	tob_forget_pools_for_wake();
 	pg_atomic_fetch_add_u64(&tob_shared->commit_wakeups, 1);
 	if (pg_atomic_exchange_u32(&tob_shared->wake_pending, 1) != 0)
 		return;
@@ -120,12 +176,19 @@ tob_wake_worker(void)
 
 /*
  * The worker calls this just before it looks for due rows: a commit after
- * this point wakes it again.  Returns whether a wake-up was pending.
+ * this point wakes it again.  Says whether a wake-up was pending, and for
+ * which pools.
  */
-bool
-tob_worker_take_wake(void)
+void
+tob_worker_take_wake(TobWake *wake)
 {
-	return pg_atomic_exchange_u32(&tob_shared->wake_pending, 0) != 0;
+	int			w;
+
+	wake->pending = pg_atomic_exchange_u32(&tob_shared->wake_pending, 0) != 0;
+	wake->all = pg_atomic_exchange_u32(&tob_shared->wake_all, 0) != 0;
+	for (w = 0; w < TOB_WAKE_BITS / 32; w++)
+		wake->pools[w] = pg_atomic_read_u32(&tob_shared->wake_pools[w]) != 0 ?
+			pg_atomic_exchange_u32(&tob_shared->wake_pools[w], 0) : 0;
 }
 
 /*

@@ -21,6 +21,7 @@
 #include "clock.h"
 
 #define TOB_MAX_POOLS		256
+#define TOB_WAKE_BITS		1024	/* pools that got rows, by a hash of their name */
 #define TOB_POOL_NAME_LEN	64	/* pool names are 1-63 characters */
 
 typedef enum TobWorkerState
@@ -139,6 +140,8 @@ typedef struct TobSharedState
 	Latch	   *worker_latch;
 	pg_atomic_uint64 commit_wakeups;	/* commits that asked for a wake-up */
 	pg_atomic_uint32 wake_pending;	/* set by commits, cleared by the worker */
+	pg_atomic_uint32 wake_all;	/* a commit that does not say which pools */
+	pg_atomic_uint32 wake_pools[TOB_WAKE_BITS / 32];	/* which pools got rows */
 
 	TobWorkerState state;
 	TimestampTz started_at;
@@ -159,8 +162,20 @@ extern TobSharedState *tob_shared;
 
 extern void tob_shmem_install_hooks(void);
 extern void tob_require_shmem(void);
+/* Which pools got rows, as the worker takes them from a wake-up. */
+typedef struct TobWake
+{
+	bool		pending;		/* a commit asked for a wake-up */
+	bool		all;			/* ... without saying which pools */
+	uint32		pools[TOB_WAKE_BITS / 32];
+} TobWake;
+
+extern void tob_note_pool_for_wake(const char *pool);
+extern void tob_note_all_pools_for_wake(void);
+extern void tob_forget_pools_for_wake(void);
+extern uint32 tob_wake_bit(const char *pool);
 extern void tob_wake_worker(void);
-extern bool tob_worker_take_wake(void);
+extern void tob_worker_take_wake(TobWake *wake);
 extern void tob_worker_attach(void);
 extern void tob_worker_set_state(TobWorkerState state);
 extern const char *tob_worker_state_name(TobWorkerState state);

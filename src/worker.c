@@ -322,11 +322,12 @@ run_turn(MemoryContext turn_cxt)
 
 		if (ready_to_send())
 		{
-			bool		woken = tob_worker_take_wake();
+			TobWake		wake;
 
+			tob_worker_take_wake(&wake);
 			if (retry_due)
 				(void) tob_dispatch_take_next_due(true);
-			more = tob_dispatch_claim_and_send(schema, woken, periodic || retry_due, now);
+			more = tob_dispatch_claim_and_send(schema, &wake, periodic || retry_due, now);
 			tob_http_perform();
 		}
 		report_state(tob_mono_now());

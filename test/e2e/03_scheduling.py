@@ -4,7 +4,11 @@
 Priority order within a pool, send_after, paused pools (nothing sent, resumes
 within ~1.5 s of unpausing), a pool created while the worker runs,
 twilio_cancel, and expiry (valid_for) -- each against the double's arrival
-records.
+records.  And in the middle of a long drain (where each claim goes on from
+where the last one ended): a high-priority row still goes next, and rows
+behind the claim's cursor (a send_after in the past, a row locked by another
+transaction while the claim passed it) still go, within the claim's 10-s
+pass.
 """
 
 import sys
@@ -140,6 +144,26 @@ def expiry():
     t.ok(pg.wait_terminal([gone], 10), "the retried row finished", pg.diagnose)
     t.eq(pg.sql_value("SELECT status || ' ' || attempts FROM twilio_outbox WHERE id = :'p1'",
                       gone), "sent 1", "the retried row is sent with attempts = 1")
+
+
+@t.case("during a long drain: higher priority first, rows behind the cursor not forgotten")
+def mid_drain():
+    pg.add_pool("drain", "+15005550109", mps=100, burst=10)
+    bulk = [int(r[0]) for r in pg.sql(
+        "SELECT twilio_enqueue('+1415109' || lpad(i::text, 4, '0'), 'bulk ' || i, pool => 'drain', "
+        "priority => -5) FROM generate_series(1, 1500) i")]
+    wait_until(lambda: int(pg.sql_value("SELECT count(*) FROM twilio_outbox WHERE pool = 'drain' "
+                                        "AND status = 'sent'")) >= 300, 20)
+    urgent = pg.enqueue("+14151089999", "urgent", pool="drain", priority=50)
+    late = pg.enqueue("+14151089998", "due an hour ago", pool="drain",
+                      send_after="2026-01-01 00:00:00+00", priority=-5)
+    t.ok(pg.wait_terminal([urgent], 5), "the urgent row is sent", pg.diagnose)
+    left = int(pg.sql_value("SELECT count(*) FROM twilio_outbox WHERE id = ANY(:'p1'::bigint[]) "
+                            "AND status <> 'sent'", "{" + ",".join(map(str, bulk)) + "}"))
+    t.ok(left > 100, f"... while {left} bulk rows were still waiting: it went ahead of them")
+    t.ok(pg.wait_terminal([late], 15), "a row due before the claim's cursor is sent within its "
+         "10-s pass", pg.diagnose)
+    t.ok(pg.wait_terminal(bulk, 30), "the bulk drain finishes", pg.diagnose)
 
 
 t.eq(pg.bad_transitions(), [], "every status change followed the contract's graph")
