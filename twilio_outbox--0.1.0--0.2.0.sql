@@ -858,3 +858,19 @@ GRANT EXECUTE ON FUNCTION _twilio_queue_stats() TO pg_monitor, twilio_outbox_adm
 GRANT EXECUTE ON FUNCTION _twilio_call_status_rank(text) TO pg_monitor, twilio_outbox_admin;
 GRANT SELECT ON twilio_queue_stats, twilio_error_stats TO pg_monitor, twilio_outbox_admin;
 GRANT SELECT ON twilio_delivery_stats TO pg_monitor, twilio_outbox_admin;
+
+------------------------------------------------------------------------
+-- Performance at scale (issue 14)
+------------------------------------------------------------------------
+
+-- API: private
+-- Tells the worker, when the transaction commits, that the pools changed: it
+-- reads twilio_pools only then (and every 30 s), not every second.
+CREATE FUNCTION _twilio_pools_changed() RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'twilio_outbox_pools_changed_2_0';
+
+CREATE TRIGGER twilio_pools_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON twilio_pools
+	FOR EACH STATEMENT EXECUTE FUNCTION _twilio_pools_changed();
+REVOKE ALL ON FUNCTION _twilio_pools_changed() FROM PUBLIC;

@@ -138,6 +138,17 @@ CREATE TRIGGER twilio_pools_validate
 	BEFORE INSERT OR UPDATE ON twilio_pools
 	FOR EACH ROW EXECUTE FUNCTION _twilio_pools_validate();
 
+-- API: private
+-- Tells the worker, when the transaction commits, that the pools changed: it
+-- reads twilio_pools only then (and every 30 s), not every second.
+CREATE FUNCTION _twilio_pools_changed() RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'twilio_outbox_pools_changed_2_0';
+
+CREATE TRIGGER twilio_pools_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON twilio_pools
+	FOR EACH STATEMENT EXECUTE FUNCTION _twilio_pools_changed();
+
 ------------------------------------------------------------------------
 -- The outbox
 ------------------------------------------------------------------------
@@ -950,7 +961,7 @@ REVOKE ALL ON FUNCTION
 	twilio_ingest_callback(text, jsonb, text, text, text), _twilio_webhook_counters(),
 	_twilio_check_pool_slots(),
 	twilio_enqueue_call(text, text, text, text, timestamptz, interval, integer, text, text, jsonb),
-	twilio_enqueue_call_trigger(), _twilio_call_status_rank(text)
+	twilio_enqueue_call_trigger(), _twilio_call_status_rank(text), _twilio_pools_changed()
 	FROM PUBLIC;
 REVOKE ALL ON twilio_pool_status, twilio_worker_status, twilio_queue_stats, twilio_error_stats,
 	twilio_webhook_stats, twilio_delivery_stats FROM PUBLIC;

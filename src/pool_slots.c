@@ -13,6 +13,9 @@
  * snapshot, which sees pools committed since a REPEATABLE READ transaction
  * took its snapshot, and the rows this INSERT has written so far.
  *
+ * _twilio_pools_changed(), a statement trigger, tells the worker when the
+ * pools changed, so that it need not read twilio_pools every second.
+ *
  * Copyright (c) 2026, twilio_outbox developers
  *
  * IDENTIFICATION
@@ -22,7 +25,9 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_class.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "storage/lmgr.h"
@@ -75,4 +80,42 @@ twilio_outbox_check_pool_slots_1_0(PG_FUNCTION_ARGS)
 						   TOB_MAX_POOLS),
 				 errhint("Delete a pool that is no longer used, or send through an existing pool.")));
 	PG_RETURN_VOID();
+}
+
+/*---- telling the worker that the pools changed ----*/
+
+static bool pools_changed = false;
+static bool pools_callback_registered = false;
+
+static void
+pools_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT && pools_changed && tob_shared != NULL)
+		pg_atomic_fetch_add_u64(&tob_shared->pools_version, 1);
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		pools_changed = false;
+}
+
+PG_FUNCTION_INFO_V1(twilio_outbox_pools_changed_2_0);
+
+/*
+ * _twilio_pools_changed(): statement trigger on twilio_pools.  When the
+ * transaction commits, the pools' version in shared memory moves on, and
+ * the worker reads twilio_pools again; otherwise it does not need to.
+ */
+Datum
+twilio_outbox_pools_changed_2_0(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("_twilio_pools_changed can only be called as a trigger")));
+	if (!pools_callback_registered)
+	{
+		RegisterXactCallback(pools_xact_callback, NULL);
+		pools_callback_registered = true;
+	}
+	pools_changed = true;
+	return PointerGetDatum(NULL);
 }

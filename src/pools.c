@@ -126,8 +126,6 @@ tob_pools_sync(TobPoolConfig *pools, int npools, TobMono now)
 		slot->paused = cfg->paused;
 		slot->burst = cfg->burst;
 		slot->mps = cfg->mps;
-		tob_policy_pool_tick(s, now);
-		tob_pacing_update_tokens(slot, now);
 	}
 	if (all_served)
 		warned_full = false;
@@ -138,6 +136,21 @@ tob_pools_sync(TobPoolConfig *pools, int npools, TobMono now)
 		   tob_shared->pools[tob_shared->npools - 1].name[0] == '\0' &&
 		   tob_shared->pools[tob_shared->npools - 1].in_flight == 0)
 		tob_shared->npools--;
+	LWLockRelease(tob_shared->lock);
+}
+
+void
+tob_pools_tick(TobMono now)
+{
+	int			s;
+
+	LWLockAcquire(tob_shared->lock, LW_EXCLUSIVE);
+	for (s = 0; s < tob_shared->npools; s++)
+		if (tob_shared->pools[s].name[0] != '\0')
+		{
+			tob_policy_pool_tick(s, now);
+			tob_pacing_update_tokens(&tob_shared->pools[s], now);
+		}
 
 	/* one bucket for the account's calls: a call costs one token, no burst */
 	if (tob_shared->calls.tat == 0)

@@ -46,11 +46,14 @@ typedef struct TobPoolLocal
 
 extern TobPoolLocal tob_pool_local[TOB_MAX_POOLS];
 
-/*
- * Once a second: bring the slots in line with twilio_pools, and the
- * account's call bucket with calls_per_second; rates recover.
- */
+/* Bring the slots in line with twilio_pools, as just read. */
 extern void tob_pools_sync(TobPoolConfig *pools, int npools, TobMono now);
+
+/*
+ * Once a second: rates slowed by 21611 recover, the account's call bucket
+ * follows calls_per_second, the views' token counts are refreshed.
+ */
+extern void tob_pools_tick(TobMono now);
 
 /* Commits added rows to the pools the wake-up names (or to any pool). */
 extern void tob_pools_mark_woken(const TobWake *wake);

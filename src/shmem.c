@@ -71,6 +71,7 @@ tob_shmem_startup(void)
 		pg_atomic_init_u64(&tob_shared->commit_wakeups, 0);
 		pg_atomic_init_u32(&tob_shared->wake_pending, 0);
 		pg_atomic_init_u32(&tob_shared->wake_all, 0);
+		pg_atomic_init_u64(&tob_shared->pools_version, 0);
 		for (int w = 0; w < TOB_WAKE_BITS / 32; w++)
 			pg_atomic_init_u32(&tob_shared->wake_pools[w], 0);
 		tob_shared->state = TOB_STATE_STOPPED;

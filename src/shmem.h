@@ -141,6 +141,7 @@ typedef struct TobSharedState
 	pg_atomic_uint64 commit_wakeups;	/* commits that asked for a wake-up */
 	pg_atomic_uint32 wake_pending;	/* set by commits, cleared by the worker */
 	pg_atomic_uint32 wake_all;	/* a commit that does not say which pools */
+	pg_atomic_uint64 pools_version; /* moves on when a change of twilio_pools commits */
 	pg_atomic_uint32 wake_pools[TOB_WAKE_BITS / 32];	/* which pools got rows */
 
 	TobWorkerState state;

@@ -63,6 +63,11 @@ static char *schema = NULL;		/* quoted, in TopMemoryContext; NULL: not ready */
 static char *skew_version = NULL;	/* the installed version we last said we cannot serve */
 static TimestampTz next_maintenance = 0;
 
+/* twilio_pools is read again when a change commits, and at least this often */
+#define POOLS_RELOAD_US		(30 * USECS_PER_SEC)
+static uint64 pools_version_read = 0;
+static TimestampTz pools_read_at = 0;
+
 void
 tob_register_worker(void)
 {
@@ -214,6 +219,9 @@ maintenance(void)
 	TobCancel  *cancels = NULL;
 	int			ncancels = 0;
 	bool		sending = tob_enabled && credentials_configured();
+	TimestampTz now = GetCurrentTimestamp();
+	uint64		pools_version = pg_atomic_read_u64(&tob_shared->pools_version);
+	bool		read_pools = false;
 
 	tob_xact_begin("twilio_outbox: maintenance");
 	found = tob_extension_lookup(&version);
@@ -221,7 +229,11 @@ maintenance(void)
 		found = NULL;
 	if (found != NULL)
 	{
-		npools = tob_load_pools(found, &pools);
+		/* the version is read before the pools, so a change meanwhile is read next time */
+		read_pools = schema == NULL || strcmp(schema, found) != 0 ||
+			pools_version != pools_version_read || now - pools_read_at >= POOLS_RELOAD_US;
+		if (read_pools)
+			npools = tob_load_pools(found, &pools);
 		if (sending)
 		{
 			int64	   *own;
@@ -256,8 +268,14 @@ maintenance(void)
 	}
 	if (found != NULL && schema == NULL)
 		schema = MemoryContextStrdup(TopMemoryContext, found);
-	if (found != NULL)
+	if (read_pools)
+	{
 		tob_pools_sync(pools, npools, tob_mono_now());
+		pools_version_read = pools_version;
+		pools_read_at = now;
+	}
+	if (found != NULL)
+		tob_pools_tick(tob_mono_now());
 	if (ncancels > 0)
 		tob_dispatch_start_cancels(cancels, ncancels);
 	/* like expiry, applying callbacks is writing to the outbox: not while disabled */
