@@ -54,13 +54,16 @@ KINDS = {"claim": "%SKIP LOCKED%", "mark": "%claimed_at = now()%", "record": "%F
 
 
 def claim_sql(limit):
-    """The worker's claim statement, as src/queue.c has it, with literal arguments."""
+    """The worker's claim statement from the start of the due rows (the first
+    of src/queue.c's claim forms), with literal arguments."""
     src = (ROOT / "src" / "queue.c").read_text()
-    m = re.search(r"tob_claim_candidates\(.*?static const char \*fmt =(.*?);", src, re.S)
-    if not m:
+    m = re.search(r"static const char \*claim_select =(.*?);", src, re.S)
+    tail = re.search(r"\{PLAN_CLAIM, \"([^\"]*)\"", src)
+    if not m or not tail:
         return None
     text = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(1))).replace('\\"', '"')
-    return (text.replace("%s", schema).replace("$1", f"'{POOL}'").replace("$2", str(limit)))
+    text = text.replace("%s", schema, 3).replace("%s", tail.group(1))
+    return (text.replace("$1", f"'{POOL}'").replace("$2", str(limit)).replace("$3", "'message'"))
 
 
 def explain(label, limit=50):
