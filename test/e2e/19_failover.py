@@ -157,7 +157,8 @@ class Node:
             if f.exists():
                 text = subprocess.run(["tail", "-n", str(n), f], capture_output=True,
                                       text=True).stdout
-                out += [f"[{f.name}]"] + text.splitlines()
+                out += [f"[{f.name}]"] + [line for line in text.splitlines()
+                                          if "the database system is shutting down" not in line]
         return "\n".join(out)
 
 
