@@ -10,7 +10,7 @@
 # version in debian/pgversions and runs the pg_regress suite through
 # `pg_buildext installcheck` on the packaged files.  The .deb, .dsc and
 # .changes files end up in OUTDIR.  Needs the build dependencies of
-# debian/control (scripts/lib.sh install_deps installs them) and, for the
+# debian/control (scripts/lib.sh "install_deps tests" installs them) and, for the
 # test cluster, a postgres OS user; run it as root or as any user who can
 # write OUTDIR.
 set -euo pipefail

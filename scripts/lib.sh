@@ -23,9 +23,10 @@ require_root() {
 	fi
 }
 
-# Debian packages the build, the tests and the demo need (debhelper and
+# Debian packages the build, the tests and the demo need; with "tests" also
+# those of the package and high-availability suites (debhelper and
 # postgresql-server-dev-all build the Debian package, pg_auto_failover runs
-# the high-availability suite).  A cluster that the postgresql package would
+# test/e2e/19_failover.py).  A cluster that the postgresql package would
 # create and start by itself is not wanted.
 install_deps() {
 	[ "${SKIP_APT:-0}" = 1 ] && return 0
@@ -40,9 +41,12 @@ install_deps() {
 		build-essential pkg-config ca-certificates \
 		"postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" "postgresql-$PG_MAJOR-pgtap" \
 		libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev libmicrohttpd-dev \
-		python3 curl openssl procps clang libclang-rt-14-dev binutils \
-		git debhelper dpkg-dev fakeroot postgresql-server-dev-all \
-		"postgresql-$PG_MAJOR-auto-failover" >/dev/null
+		python3 curl openssl procps clang libclang-rt-14-dev binutils >/dev/null
+	if [ "${1:-}" = tests ]; then
+		apt-get install -y -qq --no-install-recommends \
+			git debhelper dpkg-dev fakeroot postgresql-server-dev-all \
+			"postgresql-$PG_MAJOR-auto-failover" >/dev/null
+	fi
 	# node + npm: the webhook tests sign with Twilio's helper library for node
 	# (Debian's nodejs is enough; a node from elsewhere is kept)
 	if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

@@ -46,7 +46,7 @@ run_tap() {
 	count "$suite" "$ok" "$notok"
 }
 
-install_deps
+install_deps tests
 build_and_install
 make_workdir
 
