@@ -14,8 +14,9 @@ postgres` adopts it; the standby gets them with pg_basebackup.)
   pg_stat_activity, and the double's request count does not move while only
   a standby runs (between the primary's death and the promotion, and while
   the old primary comes back as a standby).
-- An unplanned failover (every process of the primary's node killed with
-  SIGKILL, as in a power loss), then the old primary rejoining, then a
+- An unplanned failover (SIGKILL of the primary's pg_autoctl and postmaster;
+  the postmaster's children, each in a session of its own, are left to
+  notice its death), then the old primary rejoining, then a
   planned switchover (`pg_autoctl perform switchover`), each in the middle
   of a drain of a few hundred messages: every row committed before the
   switch is sent from the new primary, 0 lost (each row sent, its sid one the
@@ -99,13 +100,38 @@ class Node:
         self.launch(["run", "--pgdata", self.data])
 
     def kill(self):
-        """SIGKILL every process of the node (pg_autoctl, postgres, its children)."""
+        """SIGKILL the node's process group: pg_autoctl and the postmaster.  The
+        postmaster's children are not in it (every postmaster child calls
+        setsid()): they are left to notice the postmaster's death, as after
+        a SIGKILL of the postmaster.  Returns (the children's pids, the time
+        of the kill)."""
         self.killed = True
+        children = self.children()
+        at = time.time()
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
-        # postgres children may outlive the group leader by a moment
-        wait_until(lambda: not self.pids(), 10, 0.05)
+        return children, at
+
+    def postmaster_pid(self):
+        try:
+            return int((self.data / "postmaster.pid").read_text().split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return None
+
+    def children(self):
+        pm = self.postmaster_pid()
+        if pm is None:
+            return []
+        res = subprocess.run(["pgrep", "-P", str(pm)], capture_output=True, text=True)
+        out = {}
+        for pid in map(int, res.stdout.split()):
+            try:
+                out[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(
+                    errors="replace").replace("postgres: ", "")
+            except FileNotFoundError:
+                pass
+        return out
 
     def pids(self):
         res = subprocess.run(["pgrep", "-g", str(self.proc.pid)], capture_output=True, text=True)
@@ -186,6 +212,15 @@ def stable():
     if len(prim) == 1 and len(sec) == 1:
         return NODES[prim[0]], NODES[sec[0]]
     return None
+
+
+def running(pid):
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def alive():
@@ -270,6 +305,8 @@ twilio_outbox.api_base_url = '{double.url}'
     n1.sql("CREATE EXTENSION twilio_outbox;"
            "INSERT INTO twilio_pools (name, sender, mps, burst) VALUES ('default', :'p1', 60, 5)",
            SENDER)
+    # every status change, replicated with it (for the evidence when a check fails)
+    n1.sql(harness.HISTORY_SQL)
     t.ok(wait_until(lambda: n2.value("SELECT count(*) FROM twilio_pools") == "1", 20, 0.1,
                     ignore_errors=True), "the extension and the pool reached the standby")
     t.ok(wait_until(lambda: n1.workers() >= 1, 20, 0.1), "the primary runs the worker")
@@ -299,14 +336,22 @@ class Watch(threading.Thread):
         super().__init__(daemon=True)
         self.old, self.new = old, new
         self.old_down_at = self.promoted_at = self.writable_at = None
+        self.old_sync_names = []
         self.start()
 
     def run(self):
         deadline = time.time() + 120
         while time.time() < deadline and self.writable_at is None:
             now = time.time()
-            if self.old_down_at is None and self.old.in_recovery() != "f":
-                self.old_down_at = now
+            if self.old_down_at is None:
+                try:
+                    rec, names = self.old.sql("SELECT pg_is_in_recovery(), current_setting("
+                                              "'synchronous_standby_names')", timeout=5)[0]
+                    self.old_sync_names.append((now, names))
+                except Exception:
+                    rec = None
+                if rec != "f":
+                    self.old_down_at = now
             try:
                 rec, ro = self.new.sql("SELECT pg_is_in_recovery(), "
                                        "current_setting('default_transaction_read_only')",
@@ -339,9 +384,14 @@ def drain(name, primary, standby, switch):
     t.diag(f"    at the {name}: {dict(before)}")
     watch = Watch(primary, standby)
     switched_at = time.time()
-    switch()
+    gone_at = switch()
     watch.join(120)
-    promoted_at, writable_at, old_down_at = watch.promoted_at, watch.writable_at, watch.old_down_at
+    promoted_at, writable_at = watch.promoted_at, watch.writable_at
+    old_down_at = gone_at or watch.old_down_at
+    changes = [(at, n) for i, (at, n) in enumerate(watch.old_sync_names)
+               if i == 0 or n != watch.old_sync_names[i - 1][1]]
+    t.diag("    old primary's synchronous_standby_names: "
+           + ", ".join(f"{n!r} at {rel(at, switched_at)}" for at, n in changes))
     t.ok(promoted_at, f"{standby.name} is promoted", diag)
     promoted_at = promoted_at or time.time()
     t.diag(f"    switch at 0 s; old primary gone at {rel(old_down_at, switched_at)}, "
@@ -350,7 +400,8 @@ def drain(name, primary, standby, switch):
     # only a standby ran between the old primary's end and the promotion
     reqs = double.requests(since)
     if old_down_at and old_down_at < promoted_at:
-        quiet = [r for r in reqs if old_down_at < r["time"] < promoted_at]
+        # (a request written just before a SIGKILL still arrives: 0.3 s of grace)
+        quiet = [r for r in reqs if old_down_at + 0.3 < r["time"] < promoted_at]
         t.eq(len(quiet), 0, f"no request reached the double while only the standby ran "
              f"({promoted_at - old_down_at:.1f} s)")
     t.ok(wait_until(lambda: standby.value(
@@ -369,7 +420,7 @@ def drain(name, primary, standby, switch):
     t.eq(lost, [], "0 lost: every row sent, with a sid the double accepted",
          lambda: "\n".join(f"id {i}: {rows.get(i)}" for i in lost[:20]))
     t.eq(dups, {}, "0 duplicates: the double accepted each message once",
-         lambda: dup_evidence(dups, rows))
+         lambda: dup_evidence(dups, rows, standby, switched_at))
     t.eq(len(per_to), DRAIN, f"the double accepted {DRAIN} messages for the drain")
     start = max(promoted_at, old_down_at or 0)
     first = min((r["time"] for r in double.requests(since) if r["time"] >= start), default=None)
@@ -386,26 +437,54 @@ def drain(name, primary, standby, switch):
     double.config(delay_ms=0)
 
 
-def dup_evidence(dups, rows):
+def dup_evidence(dups, rows, primary, base):
+    """Each duplicate's requests at the double, the row's status history as
+    replicated to the new primary, and the monitor's events (times relative
+    to the switch)."""
     out = []
     by_to = {to: i for i, (s, sid, to) in rows.items()}
-    for to in list(dups)[:10]:
-        out.append(f"{to}: row {by_to.get(to)} {rows.get(by_to.get(to))}")
+    for to in list(dups)[:5]:
+        row_id = by_to.get(to)
+        out.append(f"{to}: row {row_id} {rows.get(row_id)}")
         for r in double.requests(0):
             if form(r).get("To") == to:
-                out.append(f"   request seq {r['seq']} at {r['time']:.3f} status {r['status']} "
-                           f"sid {r.get('sid')} Attempt {form(r).get('Attempt')}")
+                out.append(f"   request seq {r['seq']} at {rel(r['time'], base)} status "
+                           f"{r['status']} sid {r.get('sid')} Attempt {form(r).get('Attempt')}")
+        for h in primary.sql("SELECT old_status, new_status, attempts, "
+                             "extract(epoch FROM at) FROM public.e2e_history WHERE id = :'p1' "
+                             "ORDER BY seq", row_id):
+            out.append(f"   history: {h[0]} -> {h[1]} attempts {h[2]} at {rel(float(h[3]), base)}")
+    for e in monitor.sql("SELECT extract(epoch FROM eventtime), nodename, reportedstate, goalstate,"
+                         " left(description, 120) FROM pgautofailover.event "
+                         "WHERE eventtime > to_timestamp(:'p1') - interval '30 seconds' "
+                         "ORDER BY eventid", base, db="pg_auto_failover"):
+        out.append(f"   monitor event at {rel(float(e[0]), base)}: {e[1]} {e[2]}->{e[3]} {e[4]}")
     return "\n".join(out)
 
 
-@t.case("unplanned failover (SIGKILL of the primary's node) in the middle of a drain")
+@t.case("unplanned failover (SIGKILL of the primary's pg_autoctl and postmaster) mid-drain")
 def failover():
     pair = wait_until(stable, 30, 0.2)
     t.ok(pair == (n1, n2), "node1 is the primary", diag)
 
     def switch():
-        n1.kill()
-        t.eq(n1.pids(), [], "every process of node1 is gone")
+        children, at = n1.kill()
+        exited = {}
+
+        def alive():
+            now = time.time()
+            for pid, title in children.items():
+                if pid not in exited and not running(pid):
+                    exited[pid] = now
+            return [title for pid, title in children.items() if pid not in exited]
+        t.ok(wait_until(lambda: not alive(), 10, 0.02) or not alive(),
+             f"the postmaster's {len(children)} children exit once it is dead", alive)
+        t.diag("    after the kill they exited: " + ", ".join(
+            f"{children[pid].strip()} {when - at:.2f} s" for pid, when in sorted(
+                exited.items(), key=lambda kv: kv[1])))
+        t.ok(wait_until(lambda: not n1.pids(), 10, 0.02), "node1's pg_autoctl and postmaster "
+             "are gone", lambda: repr(n1.pids()))
+        return at
     drain("failover", n1, n2, switch)
     t.ok(n2.workers() >= 1, "node2 runs the worker")
 

@@ -132,15 +132,32 @@ def build_old():
     """A package of the last tree with default_version 0.1.0 and today's debian/."""
     # the newest commit that changed how often the string occurs: the one that
     # moved default_version away from 0.1.0
-    left = run(["git", "-C", ROOT, "log", "--format=%H", "-S", "default_version = '0.1.0'",
-                "--", "twilio_outbox.control"]).stdout.split()[0]
+    found = run(["git", "-C", ROOT, "log", "--format=%H", "-S", "default_version = '0.1.0'",
+                 "--", "twilio_outbox.control"], check=False).stdout.split()
     old_src = OUT / "twilio-outbox-0.1.0"
     shutil.rmtree(old_src, ignore_errors=True)
     old_src.mkdir(parents=True)
-    subprocess.run(f"git -C '{ROOT}' archive '{left}^' | tar -x -C '{old_src}'", shell=True,
-                   check=True)
-    t.ok("default_version = '0.1.0'" in (old_src / "twilio_outbox.control").read_text(),
-         f"the tree before {left[:7]} is release 0.1.0")
+    if found and run(["git", "-C", ROOT, "cat-file", "-e", f"{found[0]}^"],
+                     check=False).returncode == 0:
+        subprocess.run(f"git -C '{ROOT}' archive '{found[0]}^' | tar -x -C '{old_src}'",
+                       shell=True, check=True)
+        t.ok("default_version = '0.1.0'" in (old_src / "twilio_outbox.control").read_text(),
+             f"the tree before {found[0][:7]} is release 0.1.0")
+    else:
+        # a clone without that history (shallow): today's library with only
+        # the frozen 0.1.0 script, which is what an install of 0.1.0 has in SQL
+        t.diag("    no git history of release 0.1.0 here: today's tree with only "
+               "twilio_outbox--0.1.0.sql and default_version 0.1.0")
+        subprocess.run(f"git -C '{ROOT}' ls-files -z | (cd '{ROOT}' && xargs -0 tar -cf - "
+                       f"--no-recursion) | tar -xf - -C '{old_src}'", shell=True, check=True)
+        for script in old_src.glob("twilio_outbox--*.sql"):
+            if script.name != "twilio_outbox--0.1.0.sql":
+                script.unlink()
+        control = old_src / "twilio_outbox.control"
+        control.write_text(re.sub(r"^default_version = '[^']*'", "default_version = '0.1.0'",
+                                  control.read_text(), flags=re.M))
+        shutil.rmtree(old_src / "debian")
+        t.ok(True, "a 0.1.0 tree without git history")
     shutil.copytree(ROOT / "debian", old_src / "debian")
     changelog = old_src / "debian/changelog"
     changelog.write_text(
