@@ -4,7 +4,8 @@
 # on 127.0.0.1, create two pools (1 and 10 messages per second), enqueue 100
 # messages, and watch the worker drain them.  Everything is removed at the end.
 #
-#   sudo scripts/demo.sh          (SKIP_APT=1 skips apt-get on a prepared machine)
+#   bash scripts/demo.sh          as root (SKIP_APT=1 skips apt-get on a prepared machine;
+#                                 another user: sudo bash scripts/demo.sh)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/scripts/lib.sh"

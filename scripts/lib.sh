@@ -14,16 +14,20 @@ log() { printf '\n=== %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Re-run the calling script as root (apt-get, make install and the postgres
-# OS user need it).
+# OS user need it): through sudo when there is one, else say how.
 require_root() {
 	if [ "$(id -u)" -ne 0 ]; then
-		command -v sudo >/dev/null || die "run this as root"
+		command -v sudo >/dev/null ||
+			die "$(basename "$0") must run as root (it installs packages with apt-get, installs the extension and runs PostgreSQL as the postgres OS user), and there is no sudo here: run it as root, e.g. su -c 'bash $0'"
 		exec sudo -E bash "$0" "$@"
 	fi
 }
 
-# Debian packages the build, the tests and the demo need.  A cluster that
-# the postgresql package would create and start by itself is not wanted.
+# Debian packages the build, the tests and the demo need; with "tests" also
+# those of the package and high-availability suites (debhelper and
+# postgresql-server-dev-all build the Debian package, pg_auto_failover runs
+# test/e2e/19_failover.py).  A cluster that the postgresql package would
+# create and start by itself is not wanted.
 install_deps() {
 	[ "${SKIP_APT:-0}" = 1 ] && return 0
 	log "installing packages"
@@ -39,6 +43,11 @@ install_deps() {
 		libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev libmicrohttpd-dev \
 		python3 curl openssl procps clang libclang-rt-14-dev binutils \
 		locales >/dev/null	# locales: localedef for test/e2e/22_secrets.py
+	if [ "${1:-}" = tests ]; then
+		apt-get install -y -qq --no-install-recommends \
+			git debhelper dpkg-dev fakeroot postgresql-server-dev-all \
+			"postgresql-$PG_MAJOR-auto-failover" >/dev/null
+	fi
 	# node + npm: the webhook tests sign with Twilio's helper library for node
 	# (Debian's nodejs is enough; a node from elsewhere is kept)
 	if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

@@ -2,12 +2,15 @@
 # Run every test suite of twilio_outbox on throwaway clusters:
 #   pg_regress + isolation (sql/, specs/, expected/), pgTAP (test/*.sql via
 #   pg_prove), the Twilio test double's self-test, short libFuzzer runs
-#   (test/fuzz/), and the end-to-end tests (test/e2e/*.py: the worker
-#   against the double).
+#   (test/fuzz/), the Debian package (test/package/deb.py: dpkg-buildpackage,
+#   pg_buildext installcheck, install and upgrade in place), and the
+#   end-to-end tests (test/e2e/*.py: the worker against the double, also on
+#   a pg_auto_failover formation).
 # Installs what it needs with apt-get, builds with -Werror, installs, starts
 # and stops its own servers on 127.0.0.1, and ends with "N passed, N failed".
 #
-#   sudo scripts/test.sh          (SKIP_APT=1 skips apt-get on a prepared machine)
+#   bash scripts/test.sh          as root (SKIP_APT=1 skips apt-get on a prepared machine;
+#                                 another user: sudo bash scripts/test.sh)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/scripts/lib.sh"
@@ -43,7 +46,7 @@ run_tap() {
 	count "$suite" "$ok" "$notok"
 }
 
-install_deps
+install_deps tests
 build_and_install
 make_workdir
 
@@ -72,6 +75,9 @@ run_tap "double" python3 "$ROOT/test/double_selftest.py"
 
 log "fuzzing the form encoder and the response parser (libFuzzer, 20 s each)"
 run_tap "fuzz" bash "$ROOT/test/fuzz/run.sh" 20
+
+log "Debian package: build, pg_buildext installcheck, install, upgrade in place"
+run_tap "package" python3 "$ROOT/test/package/deb.py"
 
 for t in "$ROOT"/test/e2e/[0-9]*.py; do
 	[ -e "$t" ] || continue
