@@ -16,7 +16,9 @@
  * default_transaction_isolation = serializable, or a claim that is not
  * durable (synchronous_commit = off) before the messages it claims go out,
  * so that a crash would send them a second time.  The workers pin what
- * they rely on.
+ * they rely on.  default_transaction_read_only is the exception: the
+ * server-level value stays (a node pg_auto_failover keeps read-only must
+ * not send), only the database's and the role's are ignored.
  *
  * Copyright (c) 2026, twilio_outbox developers
  *
@@ -35,6 +37,8 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/latch.h"
+#include "storage/pmsignal.h"
 #include "storage/lmgr.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
@@ -48,6 +52,42 @@
 
 /* Where results go: the context current at tob_xact_begin. */
 static MemoryContext caller_cxt = NULL;
+
+/* A commit is under way (it may be waiting for a synchronous standby). */
+static volatile sig_atomic_t in_commit = false;
+
+/* The last commit's wait for a synchronous standby was cut short. */
+static volatile sig_atomic_t wait_cut = false;
+
+/* Commits no longer wait for a synchronous standby: the worker is stopping. */
+static bool local_commits = false;
+
+/* The server-level default_transaction_read_only (see tob_server_read_only). */
+static bool server_read_only = false;
+
+/*
+ * SIGTERM: the loop finishes its work and exits (ShutdownRequestPending).
+ * But a commit waiting for a synchronous standby gives up only on
+ * ProcDiePending, and a standby that was just promoted (a switchover)
+ * never answers: then the wait is cut short and the commit stays local.
+ * Whatever that commit claimed is not sent (see tob_xact_uncertain) and is
+ * settled by the next worker.
+ */
+static void
+handle_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	ShutdownRequestPending = true;
+	if (in_commit)
+	{
+		wait_cut = true;
+		ProcDiePending = true;
+		InterruptPending = true;
+	}
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
 
 void
 tob_register_bgworker(const char *function_name, const char *name)
@@ -84,10 +124,13 @@ void
 tob_bgworker_connect(const char *name)
 {
 	const char *sync;
+	char	   *read_only;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	pqsignal(SIGTERM, handle_sigterm);
 	BackgroundWorkerUnblockSignals();
+	/* the server's own setting, before the database's and the role's apply */
+	read_only = pstrdup(GetConfigOption("default_transaction_read_only", false, false));
 	BackgroundWorkerInitializeConnection(tob_database, NULL, 0);
 	pgstat_report_appname(name);
 
@@ -96,8 +139,16 @@ tob_bgworker_connect(const char *name)
 	pin("lock_timeout", "0");
 	pin("idle_in_transaction_session_timeout", "0");
 	pin("default_transaction_isolation", "read committed");
-	pin("default_transaction_read_only", "off");
 	pin("default_transaction_deferrable", "off");
+
+	/*
+	 * Read-only is the server's to say (pg_auto_failover keeps a node
+	 * read-only while it may not be the primary), not a database's or a
+	 * role's: the server-level value is pinned, and tob_bgworker_reload
+	 * follows the configuration files.
+	 */
+	server_read_only = (strcmp(read_only, "on") == 0);
+	pin("default_transaction_read_only", read_only);
 
 	/*
 	 * A claim must be as durable as the server's commits before the claimed
@@ -106,6 +157,54 @@ tob_bgworker_connect(const char *name)
 	sync = GetConfigOption("synchronous_commit", false, false);
 	if (sync != NULL && (strcmp(sync, "off") == 0 || strcmp(sync, "local") == 0))
 		pin("synchronous_commit", "on");
+}
+
+/*
+ * default_transaction_read_only as the configuration files say it last
+ * (postgresql.conf with its includes, then postgresql.auto.conf, where
+ * ALTER SYSTEM and pg_auto_failover write it), off where they do not.
+ */
+static bool
+files_read_only(void)
+{
+	ConfigVariable *head = NULL;
+	ConfigVariable *tail = NULL;
+	ConfigVariable *item;
+	bool		read_only = false;
+
+	if (ConfigFileName != NULL)
+		(void) ParseConfigFile(ConfigFileName, true, NULL, 0, 0, DEBUG1, &head, &tail);
+	(void) ParseConfigFile(PG_AUTOCONF_FILENAME, false, NULL, 0, 0, DEBUG1, &head, &tail);
+	for (item = head; item != NULL; item = item->next)
+	{
+		bool		value;
+
+		if (pg_strcasecmp(item->name, "default_transaction_read_only") == 0 &&
+			parse_bool(item->value, &value))
+			read_only = value;
+	}
+	FreeConfigVariables(head);
+	return read_only;
+}
+
+void
+tob_bgworker_reload(void)
+{
+	bool		read_only;
+
+	ProcessConfigFile(PGC_SIGHUP);
+	read_only = files_read_only();
+	if (read_only != server_read_only)
+	{
+		server_read_only = read_only;
+		pin("default_transaction_read_only", read_only ? "on" : "off");
+	}
+}
+
+bool
+tob_server_read_only(void)
+{
+	return server_read_only;
 }
 
 /*---- the transaction bracket of every database step (worker_spi's) ----*/
@@ -128,7 +227,25 @@ tob_xact_end(void)
 {
 	SPI_finish();
 	PopActiveSnapshot();
+	in_commit = true;
+	if (ShutdownRequestPending && !local_commits)
+	{
+		/*
+		 * Stopping: what is left to record need not wait for a standby that
+		 * may be gone (rows it leaves in sending are looked up by the next
+		 * worker).
+		 */
+		pin("synchronous_commit", "local");
+		local_commits = true;
+	}
 	CommitTransactionCommand();
+	in_commit = false;
+	if (wait_cut)
+	{
+		/* the SIGTERM handler asked the wait to end, not the process */
+		wait_cut = false;
+		ProcDiePending = false;
+	}
 	debug_query_string = NULL;
 	/* a background worker must flush its statistics itself */
 	pgstat_report_stat(false);
@@ -159,6 +276,12 @@ MemoryContext
 tob_xact_caller_context(void)
 {
 	return caller_cxt;
+}
+
+bool
+tob_xact_uncertain(void)
+{
+	return ProcDiePending || ShutdownRequestPending || !PostmasterIsAlive();
 }
 
 /*---- the extension ----*/

@@ -44,6 +44,28 @@ extern void tob_xact_report_and_abort(MemoryContext cxt);
 extern MemoryContext tob_xact_caller_context(void);
 
 /*
+ * On SIGHUP: the configuration files again, and the server-level
+ * default_transaction_read_only (the database's and the role's stay
+ * ignored).
+ */
+extern void tob_bgworker_reload(void);
+
+/*
+ * The server is read-only (default_transaction_read_only at server level,
+ * as pg_auto_failover sets it on a node that may not yet be the primary):
+ * the worker may read but not claim, record or apply anything.
+ */
+extern bool tob_server_read_only(void);
+
+/*
+ * After a commit: may it have stayed local, short of the synchronous
+ * standby (the wait for it was cut off by a shutdown or the postmaster's
+ * death), or is the process about to stop?  Then nothing it claimed may
+ * be sent: the next worker (here, or on the promoted standby) settles it.
+ */
+extern bool tob_xact_uncertain(void);
+
+/*
  * Within a transaction: the schema twilio_outbox is installed in, quoted
  * for SQL, or NULL while the extension does not exist (or is being created
  * or dropped).  With version non-NULL, also its installed version.

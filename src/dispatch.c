@@ -502,7 +502,13 @@ tob_dispatch_claim_and_send(const char *schema, const TobWake *wake, bool all, T
 		tob_mark_sending(schema, ids, attempts, nclaimed);
 	tob_xact_end();
 
-	/* committed: now the requests may go */
+	/*
+	 * Committed: now the requests may go, unless the commit may not have
+	 * reached a synchronous standby, or the worker is stopping; then the
+	 * rows stay in sending for the next worker to look up.
+	 */
+	if (nclaimed > 0 && tob_xact_uncertain())
+		return false;
 	tob_inject_fault("after_claim");
 	initStringInfo(&form);
 	for (i = 0; i < nclaimed; i++)

@@ -491,7 +491,7 @@ twilio_outbox_listener_main(Datum main_arg)
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
+			tob_bgworker_reload();
 			tob_load_secrets();
 			warned_unconfigured = false;
 		}

@@ -274,6 +274,8 @@ tob_worker_state_name(TobWorkerState state)
 			return "throttled";
 		case TOB_STATE_AUTH_FAILED:
 			return "auth_failed";
+		case TOB_STATE_READ_ONLY:
+			return "read_only";
 	}
 	return "unknown";
 }

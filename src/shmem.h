@@ -35,7 +35,8 @@ typedef enum TobWorkerState
 	TOB_STATE_IDLE,
 	TOB_STATE_SENDING,
 	TOB_STATE_THROTTLED,
-	TOB_STATE_AUTH_FAILED
+	TOB_STATE_AUTH_FAILED,
+	TOB_STATE_READ_ONLY			/* default_transaction_read_only at server level */
 } TobWorkerState;
 
 /* Totals since the worker started; read by twilio_worker_status. */

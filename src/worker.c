@@ -105,6 +105,11 @@ enter_state(TobWorkerState state)
 		case TOB_STATE_DISABLED:
 			ereport(LOG, (errmsg("twilio_outbox worker is not sending: twilio_outbox.enabled is off")));
 			break;
+		case TOB_STATE_READ_ONLY:
+			ereport(LOG,
+					(errmsg("twilio_outbox worker is waiting: the server is read-only (default_transaction_read_only)"),
+					 errhint("It sends again once the setting is off and the configuration is reloaded, as pg_auto_failover does when it confirms a promotion.")));
+			break;
 		case TOB_STATE_THROTTLED:
 			ereport(LOG,
 					(errmsg("twilio_outbox worker is holding back: nearly every recent request failed"),
@@ -135,7 +140,7 @@ credentials_configured(void)
 static bool
 ready_to_send(void)
 {
-	return schema != NULL && tob_enabled && credentials_configured();
+	return schema != NULL && tob_enabled && credentials_configured() && !tob_server_read_only();
 }
 
 /*
@@ -218,7 +223,8 @@ maintenance(void)
 	int			recovered = 0;
 	TobCancel  *cancels = NULL;
 	int			ncancels = 0;
-	bool		sending = tob_enabled && credentials_configured();
+	bool		writable = !tob_server_read_only();
+	bool		sending = tob_enabled && credentials_configured() && writable;
 	TimestampTz now = GetCurrentTimestamp();
 	uint64		pools_version = pg_atomic_read_u64(&tob_shared->pools_version);
 	bool		read_pools = false;
@@ -243,7 +249,8 @@ maintenance(void)
 			expired = tob_expire_due(found);
 			ncancels = tob_load_cancels(found, own, nown, tob_dispatch_cancel_budget(), &cancels);
 		}
-		(void) tob_housekeeping(found, tob_retention_s);
+		if (writable)
+			(void) tob_housekeeping(found, tob_retention_s);
 	}
 	tob_xact_end();
 	MemoryContextSwitchTo(cxt);
@@ -279,7 +286,7 @@ maintenance(void)
 	if (ncancels > 0)
 		tob_dispatch_start_cancels(cancels, ncancels);
 	/* like expiry, applying callbacks is writing to the outbox: not while disabled */
-	if (found != NULL && tob_enabled)
+	if (found != NULL && tob_enabled && writable)
 		apply_webhooks();
 }
 
@@ -294,6 +301,8 @@ report_state(TobMono now)
 		state = skew_version ? TOB_STATE_WAITING_FOR_UPDATE : TOB_STATE_WAITING_FOR_EXTENSION;
 	else if (!tob_enabled)
 		state = TOB_STATE_DISABLED;
+	else if (tob_server_read_only())
+		state = TOB_STATE_READ_ONLY;
 	else if (!credentials_configured())
 		state = TOB_STATE_UNCONFIGURED;
 	else if (tob_policy_auth_failed())
@@ -336,7 +345,8 @@ run_turn(MemoryContext turn_cxt)
 
 		tob_http_perform();
 		tob_dispatch_collect(schema, false);
-		tob_dispatch_record(schema);
+		if (!tob_server_read_only())
+			tob_dispatch_record(schema);
 
 		if (ready_to_send())
 		{
@@ -391,7 +401,7 @@ sleep_ms(void)
 	long		ms = Min(MAX_SLEEP_MS, ms_until(next_maintenance - now));
 	TimestampTz due = tob_dispatch_take_next_due(false);
 
-	if (tob_dispatch_pending() > 0)
+	if (tob_dispatch_pending() > 0 && !tob_server_read_only())
 		ms = Min(ms, 100);		/* a failed write is tried again soon */
 	if (!ready_to_send())
 		return ms;
@@ -427,7 +437,8 @@ finish_in_flight(MemoryContext turn_cxt)
 			tob_http_perform();
 			tob_dispatch_collect(schema, true);
 		}
-		tob_dispatch_record(schema);
+		if (!tob_server_read_only())
+			tob_dispatch_record(schema);
 	}
 	PG_CATCH();
 	{
@@ -473,7 +484,7 @@ twilio_outbox_worker_main(Datum main_arg)
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
+			tob_bgworker_reload();
 			tob_load_secrets();
 			tob_http_configure();
 			tob_policy_reload();

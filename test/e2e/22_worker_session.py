@@ -15,6 +15,10 @@
 (d) Shutdown sends nothing new: a lookup that is out when the server stops
     and finds nothing does not turn into a POST during the shutdown; the
     message is sent once after the restart.
+(e) A server-level default_transaction_read_only (as pg_auto_failover sets
+    it on a node it has not confirmed as primary) holds the worker in state
+    read_only: nothing is claimed or sent, one LOG line and no WARNINGs;
+    the reload that lifts it starts the sending.
 """
 
 import sys
@@ -102,6 +106,29 @@ def shutdown():
     posts = [r for r in double.requests(since=seq0) if r["status"] == 201]
     t.eq(len(posts), 1, "exactly once")
     double.config(rules=[])
+
+
+@t.case("(e) a read-only server holds the worker until a reload lifts it")
+def read_only():
+    pg.client_options = "-c default_transaction_read_only=off"
+    log_from = len(pg.log_text())
+    seq0 = max((r["seq"] for r in double.requests(create_only=False)), default=0)
+    pg.reload(default_transaction_read_only="on")
+    t.ok(wait_until(lambda: chaos.worker_status(pg)["state"] == "read_only", 10),
+         "the worker's state is read_only", lambda: chaos.worker_status(pg))
+    ids = [pg.enqueue("+1415225000" + str(k), "read-only " + str(k)) for k in range(3)]
+    time.sleep(3)
+    t.eq(pg.statuses(ids), {"queued": 3}, "nothing is claimed while the server is read-only")
+    t.eq(double.requests(since=seq0, create_only=False), [], "nothing went to Twilio")
+    log = pg.log_text()[log_from:].splitlines()
+    t.eq([line for line in log if "WARNING" in line][:5], [], "the worker logged no WARNING")
+    t.eq(len([line for line in log if "the server is read-only" in line]), 1,
+         "one LOG line says why it waits")
+    pg.reload(default_transaction_read_only=None)
+    t.ok(pg.wait_terminal(ids, 10), "the reload that lifts it lets them go", pg.diagnose)
+    t.eq(pg.statuses(ids), {"sent": 3}, "... all three sent")
+    t.ok(chaos.worker_status(pg)["state"] in ("idle", "sending"), "the worker is back to work")
+    pg.client_options = ""
 
 
 @t.case("(b) a LATIN1 database sends UTF-8 and reconciles non-ASCII text")
