@@ -13,8 +13,10 @@ with a plain `pg_restore`, and with the README's parallel procedure (our
 data with one job, the rest with `-j 2`) into the one with its own Twilio
 double.  Then:
 
-- every row of twilio_pools, twilio_outbox, twilio_inbox and twilio_opt_outs
-  is back, column by column (same ids, statuses, sids, attempts, times);
+- every row of twilio_pools, twilio_outbox, twilio_inbox, twilio_opt_outs
+  and the opt-out keyword log (_twilio_opt_out_keywords, which outlives the
+  inbox's retention) is back, column by column (same ids, statuses, sids,
+  attempts, times);
 - the private attempt log (_twilio_attempt_errors) is not in the dump;
 - new ids continue after the restored ones in the outbox and the inbox, and
   a dedup_key seen before the dump still returns the restored row;
@@ -50,6 +52,7 @@ SNAPSHOTS = {
     "twilio_outbox": "SELECT * FROM twilio_outbox ORDER BY id",
     "twilio_inbox": "SELECT * FROM twilio_inbox ORDER BY id",
     "twilio_opt_outs": "SELECT * FROM twilio_opt_outs ORDER BY phone_number",
+    "_twilio_opt_out_keywords": "SELECT * FROM _twilio_opt_out_keywords ORDER BY message_sid",
 }
 
 
@@ -144,8 +147,8 @@ def dump():
     data = sorted(line.split()[-2] for line in toc.splitlines()
                   if " TABLE DATA " in line or " SEQUENCE SET " in line)
     t.eq(data, sorted(["twilio_pools", "twilio_outbox", "twilio_inbox", "twilio_opt_outs",
-                       "twilio_outbox_id_seq", "twilio_inbox_id_seq"]),
-         "the dump has the data of the four tables and the two id sequences, "
+                       "_twilio_opt_out_keywords", "twilio_outbox_id_seq", "twilio_inbox_id_seq"]),
+         "the dump has the data of the five tables and the two id sequences, "
          "and not the private attempt log", toc)
 
 

@@ -207,7 +207,7 @@ def upgrade():
     t.eq(pg.sql_value("SELECT extversion FROM pg_extension WHERE extname = 'twilio_outbox'"),
          CONTROL, f"ALTER EXTENSION twilio_outbox UPDATE reaches {CONTROL}")
     t.eq(pg.sql_value("SELECT count(*) FROM pg_extension, unnest(extconfig) "
-                      "WHERE extname = 'twilio_outbox'"), "6",
+                      "WHERE extname = 'twilio_outbox'"), "7",
          "the user data is marked for pg_dump after the update")
     pg.sql("UPDATE twilio_pools SET paused = false")
     t.ok(pg.wait_terminal(waiting, 30), "the messages queued before the upgrade are sent",
