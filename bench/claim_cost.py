@@ -4,7 +4,8 @@ a big backlog drains, and with many rows scheduled for later?
 
 The cluster preloads pg_stat_statements with track = all (the worker's
 statements run through SPI, so they are nested) and track_planning = on.
-The claim is the statement ending in FOR UPDATE SKIP LOCKED; also shown are
+The claim is the statement ending in FOR UPDATE SKIP LOCKED, with the time of
+the probes for the next priority added to it; also shown are
 the UPDATE that marks claimed rows `sending` (claimed_at = now()) and the
 UPDATE ... FROM unnest(...) that records outcomes.
 
@@ -18,8 +19,11 @@ drain:  ROWS queued rows inserted directly (INSERT ... SELECT) while the
 future: DUE rows drained with and without FUTURE rows in the same pool in
         status `retrying` with next_attempt_at an hour ahead and later (10 ms
         apart: distinct keys, as real backoff with jitter gives); the claim's
-        mean cost during the drain, then while idle (the once-a-second claim)
-        and under a trickle of single-message transactions.
+        mean cost per call during the drain, then its time per second (claims
+        and probes) while idle (the once-a-second claim) and under a trickle
+        of single-message transactions, and under the trickle again after a
+        VACUUM (the drained rows' dead index entries, which a claim that
+        starts over reads until autovacuum removes them, gone).
 
     claim_cost.py [--rows N] [--future N] [--due N] [--bucket S] [--timeout S]
 """
@@ -50,20 +54,23 @@ pg = Pg()
 pg.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
 schema = pg.value("SELECT extnamespace::regnamespace FROM pg_extension WHERE extname = 'twilio_outbox'")
 POOL = "claim"
-KINDS = {"claim": "%SKIP LOCKED%", "mark": "%claimed_at = now()%", "record": "%FROM unnest(%"}
+KINDS = {"claim": "%SKIP LOCKED%", "probe": "%ORDER BY o.priority DESC, o.next_attempt_at, o.id LIMIT%",
+         "mark": "%claimed_at = now()%", "record": "%FROM unnest(%"}
 
 
 def claim_sql(limit):
-    """The worker's claim statement from the start of the due rows (the first
-    of src/queue.c's claim forms), with literal arguments."""
+    """The worker's claim statement from the start of the due rows of
+    priority 0 (the first of src/queue.c's claim forms, from the key
+    (-infinity, 0)), with literal arguments."""
     src = (ROOT / "src" / "queue.c").read_text()
     m = re.search(r"static const char \*claim_select =(.*?);", src, re.S)
-    tail = re.search(r"\{PLAN_CLAIM, \"([^\"]*)\"", src)
+    tail = re.search(r"\{PLAN_CLAIM_FROM, \"((?:[^\"]|\"\s*\")*)\"", src)
     if not m or not tail:
         return None
     text = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(1))).replace('\\"', '"')
-    text = text.replace("%s", schema, 3).replace("%s", tail.group(1))
-    return (text.replace("$1", f"'{POOL}'").replace("$2", str(limit)).replace("$3", "'message'"))
+    text = text.replace("%s", schema, 3).replace("%s", re.sub(r'"\s*"', "", tail.group(1)))
+    return (text.replace("$1", f"'{POOL}'").replace("$2", str(limit)).replace("$3", "'message'")
+            .replace("$4", "0").replace("$5", "'-infinity'").replace("$6", "0"))
 
 
 def explain(label, limit=50):
@@ -93,6 +100,11 @@ def pgss():
                        f"FROM pg_stat_statements WHERE query LIKE '{pattern}' "
                        "AND query LIKE '%twilio_outbox%'")[0]
         out[kind] = tuple(float(v) for v in row)
+    # a claim reads one priority at a time, after a probe for the next one:
+    # its cost is both statements' time over the claim statements' calls
+    probe = out.pop("probe")
+    claim = out["claim"]
+    out["claim"] = (claim[0], claim[1] + probe[1], claim[2] + probe[2], claim[3])
     return out
 
 
@@ -192,16 +204,20 @@ def drain_buckets(total):
 
 
 def phase(label, seconds, action=None):
-    """The claim's mean cost over `seconds` while `action` (called every 0.2 s) runs."""
+    """The claim's mean cost over `seconds` while `action` (called every 0.2 s)
+    runs, and its time (with the probes) per second of the phase: a probe that
+    finds nothing to claim is no claim call, but it is work."""
     before = pgss()
-    end = time.monotonic() + seconds
+    t0 = time.monotonic()
+    end = t0 + seconds
     i = 0
     while time.monotonic() < end:
         if action:
             action(i)
         i += 1
         time.sleep(0.2)
-    return per_call(diff(before, pgss()), "claim")
+    d = diff(before, pgss())
+    return per_call(d, "claim"), d["claim"][1] / (time.monotonic() - t0)
 
 
 def scenario_future(future):
@@ -215,15 +231,22 @@ def scenario_future(future):
     wait_for(lambda: sent_total() - base >= args.due + 1, args.timeout, 0.2)
     elapsed = time.monotonic() - t0
     drained = per_call(diff(before, pgss()), "claim")
-    idle = phase("idle", args.idle)
-    trickle = phase("trickle", args.trickle, lambda i: pg.query(
+    idle, idle_ms_s = phase("idle", args.idle)
+    trickle, trickle_ms_s = phase("trickle", args.trickle, lambda i: pg.query(
         f"SELECT twilio_enqueue('+1418' || lpad('{i}', 7, '0'), 'trickle', '{POOL}')"))
     explain("after the drain, nothing due")
-    for name, (ms, plan, us, calls, rows) in (("drain", drained), ("idle", idle), ("trickle 5/s", trickle)):
+    # the drained rows' dead index entries stay until a vacuum; without them:
+    pg.query("VACUUM twilio_outbox")
+    vacuumed, vacuumed_ms_s = phase("trickle", args.trickle, lambda i: pg.query(
+        f"SELECT twilio_enqueue('+1419' || lpad('{i}', 7, '0'), 'trickle', '{POOL}')"))
+    for name, (ms, plan, us, calls, rows) in (("drain", drained), ("idle", idle), ("trickle 5/s", trickle),
+                                              ("vacuumed", vacuumed)):
         print(f"  {name:12} claims {calls:6.0f}  rows {rows:7.0f}  {ms:8.3f} ms/claim  "
               f"{plan:6.3f} ms planning" + (f"  {us:6.1f} us/row" if rows else ""))
+    print(f"  claim work (claims and probes): idle {idle_ms_s:.3f} ms/s, trickle {trickle_ms_s:.3f} ms/s, "
+          f"trickle after VACUUM {vacuumed_ms_s:.3f} ms/s")
     print(f"  drain took {elapsed:.1f} s ({args.due / elapsed:.0f} msgs/s)")
-    return drained, idle, trickle
+    return drained[0], idle_ms_s, trickle_ms_s, vacuumed_ms_s
 
 
 ensure_pool(pg, POOL, "+15005550006", 10000, 100)
@@ -251,7 +274,10 @@ if args.rows:
 if args.future:
     without = scenario_future(0)
     with_ = scenario_future(args.future)
-    print(f"\nclaim ms per call with / without {args.future} rows scheduled an hour ahead:")
-    for i, name in enumerate(("during the drain", "idle (once a second)", "trickle 5 msgs/s")):
-        a, b = without[i][0], with_[i][0]
-        print(f"  {name:22} {b:8.3f} / {a:8.3f} ms = {b / a if a else float('nan'):6.1f}x")
+    print(f"\nthe claim with / without {args.future} rows scheduled an hour ahead:")
+    for i, (name, unit) in enumerate((("during the drain", "ms per claim"),
+                                      ("idle (once a second)", "ms per second"),
+                                      ("trickle 5 msgs/s", "ms per second"),
+                                      ("trickle after VACUUM", "ms per second"))):
+        a, b = without[i], with_[i]
+        print(f"  {name:22} {b:8.3f} / {a:8.3f} {unit:13} = {b / a if a else float('nan'):6.1f}x")

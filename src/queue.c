@@ -39,10 +39,9 @@
  */
 typedef enum TobPlan
 {
-	PLAN_CLAIM,
-	PLAN_CLAIM_HIGHER,
+	PLAN_CLAIM_FROM,
 	PLAN_CLAIM_AFTER,
-	PLAN_CLAIM_LOWER,
+	PLAN_CLAIM_PROBE,
 	PLAN_MARK_SENDING,
 	PLAN_RECORD,
 	NUM_PLANS
@@ -169,12 +168,14 @@ tob_load_pools(const char *schema, TobPoolConfig **pools)
 }
 
 /*
- * The claim, in four forms: from the start of the pool's due rows of a kind,
- * or, after a cursor (the last row the previous claim took), the rows of a
- * higher priority, those of the cursor's priority after it, and those of a
- * lower priority.  Rows just claimed leave dead entries at the start of the
- * due index until VACUUM; starting after the cursor keeps a long drain from
- * reading them again and again.
+ * The claim reads the due index one priority at a time.  Within one
+ * priority, next_attempt_at <= now() bounds the scan, so rows retrying an
+ * hour ahead are never read; over a range of priorities it would only
+ * filter, and every claim would read all of them.  Each priority is read
+ * from a key: right after the cursor (the last row the previous claim
+ * took), or from the first row a probe found.  Rows just claimed leave
+ * dead entries at the start until VACUUM; starting from a key keeps a long
+ * drain, and every claim after it, from reading them again and again.
  */
 static const char *claim_select =
 	"SELECT o.id, o.num_segments, o.attempts + 1, o.to_number, o.body, o.status_callback,"
@@ -203,18 +204,59 @@ static const struct
 	const char *tail;			/* the cursor's condition and the order */
 	int			nargs;
 }			claim_forms[] = {
-	{PLAN_CLAIM, "ORDER BY o.priority DESC, o.next_attempt_at, o.id", 3},
-	{PLAN_CLAIM_HIGHER, "AND o.priority > $4 ORDER BY o.priority DESC, o.next_attempt_at, o.id", 4},
+	{PLAN_CLAIM_FROM, "AND o.priority = $4 AND (o.next_attempt_at, o.id) >= ($5, $6) "
+	"ORDER BY o.next_attempt_at, o.id", 6},
 	{PLAN_CLAIM_AFTER, "AND o.priority = $4 AND (o.next_attempt_at, o.id) > ($5, $6) "
 	"ORDER BY o.next_attempt_at, o.id", 6},
-	{PLAN_CLAIM_LOWER, "AND o.priority < $4 ORDER BY o.priority DESC, o.next_attempt_at, o.id", 4},
 };
 
-/* Run one form of the claim; its rows go to rows[offset...]; how many. */
-static int
-claim_form(int form, const char *schema, const char *pool, bool calls, int limit,
-		   const TobClaimCursor *after, TobClaimedRow *rows, int offset)
+/*
+ * The first queued or retrying row (due or not) of the pool and kind with
+ * a priority below `below` and above `above`, in the claim's order: one
+ * descent of the due index, which stops at the first live entry.  Its key
+ * goes to *from.  False when there is none.
+ */
+static bool
+probe(const char *schema, const char *pool, bool calls, int32 below, int32 above,
+	  TobClaimCursor *from)
 {
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, INT4OID, INT4OID};
+	Datum		values[4];
+	bool		isnull;
+
+	values[0] = CStringGetTextDatum(pool);
+	values[1] = CStringGetTextDatum(calls ? "call" : "message");
+	values[2] = Int32GetDatum(below);
+	values[3] = Int32GetDatum(above);
+	check_spi(SPI_execute_plan(cached_plan(PLAN_CLAIM_PROBE, schema,
+										   psprintf("SELECT o.priority, o.next_attempt_at, o.id "
+													"FROM %s.twilio_outbox o "
+													"WHERE o.pool = $1 AND o.kind = $2"
+													" AND o.status IN ('queued', 'retrying')"
+													" AND o.priority < $3 AND o.priority > $4 "
+													"ORDER BY o.priority DESC, o.next_attempt_at, o.id LIMIT 1",
+													schema),
+										   4, argtypes),
+							   values, NULL, true, 1),
+			  SPI_OK_SELECT, "finding the next rows to claim");
+	if (SPI_processed == 0)
+		return false;
+	from->valid = true;
+	from->priority = DatumGetInt32(result_datum(0, 1, &isnull));
+	from->next_attempt_at = DatumGetTimestampTz(result_datum(0, 2, &isnull));
+	from->id = DatumGetInt64(result_datum(0, 3, &isnull));
+	return true;
+}
+
+/*
+ * Claim at the key's priority, from its row (inclusive) or after it; the
+ * rows go to rows[offset...]; how many.
+ */
+static int
+claim_at(const char *schema, const char *pool, bool calls, int limit,
+		 const TobClaimCursor *key, bool inclusive, TobClaimedRow *rows, int offset)
+{
+	int			form = inclusive ? 0 : 1;
 	Oid			argtypes[6] = {TEXTOID, INT4OID, TEXTOID, INT4OID, TIMESTAMPTZOID, INT8OID};
 	Datum		values[6];
 	int			i;
@@ -223,12 +265,9 @@ claim_form(int form, const char *schema, const char *pool, bool calls, int limit
 	values[0] = CStringGetTextDatum(pool);
 	values[1] = Int32GetDatum(limit);
 	values[2] = CStringGetTextDatum(calls ? "call" : "message");
-	if (after)
-	{
-		values[3] = Int32GetDatum(after->priority);
-		values[4] = TimestampTzGetDatum(after->next_attempt_at);
-		values[5] = Int64GetDatum(after->id);
-	}
+	values[3] = Int32GetDatum(key->priority);
+	values[4] = TimestampTzGetDatum(key->next_attempt_at);
+	values[5] = Int64GetDatum(key->id);
 	check_spi(SPI_execute_plan(cached_plan(claim_forms[form].plan, schema,
 										   psprintf(claim_select, schema, schema, schema,
 													claim_forms[form].tail),
@@ -272,14 +311,28 @@ tob_claim_candidates(const char *schema, const char *pool, bool calls, int limit
 					 const TobClaimCursor *after, TobClaimedRow **rows)
 {
 	int			n = 0;
-	int			form;
+	int32		below = PG_INT32_MAX;
+	TobClaimCursor from;
 
 	*rows = MemoryContextAllocZero(caller_cxt, sizeof(TobClaimedRow) * Max(limit, 1));
-	if (after == NULL || !after->valid)
-		return claim_form(0, schema, pool, calls, limit, NULL, *rows, 0);
-	/* higher priorities first, then on from the cursor, then lower ones */
-	for (form = 1; form < lengthof(claim_forms) && n < limit; form++)
-		n += claim_form(form, schema, pool, calls, limit - n, after, *rows, n);
+	if (after != NULL && after->valid)
+	{
+		/* rows of a higher priority than the cursor's first, then on from it */
+		while (n < limit && probe(schema, pool, calls, below, after->priority, &from))
+		{
+			n += claim_at(schema, pool, calls, limit - n, &from, true, *rows, n);
+			below = from.priority;
+		}
+		if (n < limit)
+			n += claim_at(schema, pool, calls, limit - n, after, false, *rows, n);
+		below = after->priority;
+	}
+	/* then every lower priority from its first row */
+	while (n < limit && probe(schema, pool, calls, below, PG_INT32_MIN, &from))
+	{
+		n += claim_at(schema, pool, calls, limit - n, &from, true, *rows, n);
+		below = from.priority;
+	}
 	return n;
 }
 
