@@ -7,6 +7,7 @@
 - Double: the test double's control API (test/twilio_double.py).
 - Small figures: percentiles, the most segments in a sliding window, CPU
   time and memory of a process from /proc.
+- plot(): PNG plots with gnuplot into bench/out/ (or $BENCH_OUT).
 
 The connection settings come from PGHOST, PGPORT, PGUSER and PGDATABASE as
 scripts/lib.sh's start_cluster exports them.
@@ -14,10 +15,13 @@ scripts/lib.sh's start_cluster exports them.
 
 import json
 import os
+import shutil
 import socket
 import struct
+import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 ACCOUNT_SID = "AC" + "a" * 32
 AUTH_TOKEN = "test-token"
@@ -272,3 +276,67 @@ def drain(pg, n, pool, body="'Your order ' || i || ' has shipped and will arrive
                    elapsed=float(last_sent) - commit)
         out["rate"] = sent / out["elapsed"] if out["elapsed"] > 0 else None
     return out
+
+
+# -- plots ---------------------------------------------------------------------
+
+def out_dir():
+    """Where the benchmarks write their plots: $BENCH_OUT, or bench/out/ (git-ignored)."""
+    d = Path(os.environ.get("BENCH_OUT") or Path(__file__).resolve().parent / "out")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def plot(name, title, xlabel, ylabel, series, y2label=None, settings=(), size=(900, 480),
+         logx=False, key="top left"):
+    """Draw series with gnuplot into out_dir()/NAME.png; prints and returns its path.
+
+    series: dicts with title, points [(x, y), ...] and optionally style
+    ('lines', 'linespoints', 'points', 'steps', 'impulses'), axis ('x1y1' or
+    'x1y2'), width, dash (gnuplot dashtype), color ('#rrggbb'); key is where
+    the legend goes; settings are more gnuplot commands.  The data and
+    the gnuplot script are kept beside the PNG (NAME.dat, NAME.gp), so a plot
+    can be redrawn by hand.  Without gnuplot (Debian package gnuplot-nox) it
+    says so and returns None.
+    """
+    if shutil.which("gnuplot") is None:
+        print(f"plot {name}: gnuplot is not installed (apt-get install gnuplot-nox); no plot")
+        return None
+    d = out_dir()
+    png, dat, gp = d / f"{name}.png", d / f"{name}.dat", d / f"{name}.gp"
+    with open(dat, "w") as f:
+        for s in series:
+            f.write(f"# {s['title']}\n")
+            for x, y in s["points"]:
+                f.write(f"{x} {y}\n")
+            f.write("\n\n")
+    q = lambda text: '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'  # noqa: E731
+    lines = [f"set terminal pngcairo noenhanced size {size[0]},{size[1]} font ',10'",
+             f"set output {q(png)}", f"set title {q(title)}", f"set xlabel {q(xlabel)}",
+             f"set ylabel {q(ylabel)}", "set grid", f"set key {key} box opaque",
+             "set datafile separator ' '"]
+    if logx:
+        lines.append("set logscale x")
+    if y2label:
+        lines += [f"set y2label {q(y2label)}", "set y2tics", "set ytics nomirror"]
+    lines += list(settings)
+    parts = []
+    for i, s in enumerate(series):
+        style = s.get("style", "lines")
+        spec = f"{q(dat)} index {i} using 1:2 axes {s.get('axis', 'x1y1')} with {style}"
+        spec += f" lw {s.get('width', 2)}"
+        if s.get("dash"):
+            spec += f" dt {s['dash']}"
+        if s.get("color"):
+            spec += f" lc rgb {q(s['color'])}"
+        if style in ("points", "linespoints"):
+            spec += f" pt {s.get('pt', 7)} ps {s.get('ps', 0.5)}"
+        parts.append(spec + f" title {q(s['title'])}")
+    lines.append("plot " + ", \\\n     ".join(parts))
+    gp.write_text("\n".join(lines) + "\n")
+    r = subprocess.run(["gnuplot", str(gp)], capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"plot {name}: gnuplot failed: {r.stderr.strip()[:500]}")
+        return None
+    print(f"plot: {png}")
+    return png

@@ -11,7 +11,9 @@ ACCOUNT_SID=ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
 AUTH_TOKEN=test-token
 export PYTHONDONTWRITEBYTECODE=1
 
-# bench_setup [nginx] [wrk]: packages, build and install, work dir.
+# bench_setup [nginx] [wrk]: packages, build and install, work dir.  Every
+# benchmark also gets gnuplot (gnuplot-nox) for its plots; with SKIP_APT=1
+# and no gnuplot it goes on without plots.
 bench_setup() {
 	local want=() p
 	install_deps
@@ -21,6 +23,13 @@ bench_setup() {
 			wrk) command -v wrk >/dev/null || want+=(wrk) ;;
 		esac
 	done
+	if ! command -v gnuplot >/dev/null; then
+		if [ "${SKIP_APT:-0}" = 1 ]; then
+			echo "note: gnuplot is not installed (apt-get install gnuplot-nox): no plots"
+		else
+			want+=(gnuplot-nox)
+		fi
+	fi
 	if [ ${#want[@]} -gt 0 ]; then
 		[ "${SKIP_APT:-0}" = 1 ] && die "SKIP_APT=1 but ${want[*]} missing: apt-get install ${want[*]}"
 		log "installing ${want[*]}"

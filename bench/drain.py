@@ -41,6 +41,14 @@ if perf:
     perf.send_signal(signal.SIGINT)
     perf.wait(timeout=30)
 r["worker_pid"] = pid
+# the drain curve: rows sent by each time since the commit (at most ~1,000 points)
+times = [float(row[0]) - r["commit"] for row in pg.query(
+    "SELECT extract(epoch FROM sent_at) FROM twilio_outbox "
+    f"WHERE pool = '{args.pool}' AND sent_at IS NOT NULL "
+    f"AND created_at >= to_timestamp({r['commit']} - 600) ORDER BY sent_at")]
+step = max(1, len(times) // 1000)
+r["curve"] = [(0.0, 0)] + [(times[i], i + 1) for i in range(0, len(times), step)] + \
+    ([(times[-1], len(times))] if times else [])
 r["worker"] = dict(zip(("requests", "sent", "retried", "failed", "http_429", "http_5xx",
                         "transport_errors", "commit_wakeups"),
                        pg.query("SELECT requests, sent, retried, failed, http_429, http_5xx, "

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import Double, Pg, ensure_pool, form, percentile, wait_for  # noqa: E402
+from benchlib import Double, Pg, ensure_pool, form, percentile, plot, wait_for  # noqa: E402
 
 pg, double = Pg(), Double()
 ensure_pool(pg, "lat", "+15005550006", 100, 10)
@@ -64,7 +64,25 @@ def run(idx, name, count, interval):
 
 
 print("goal: p50 <= 5 ms and p95 <= 20 ms")
+curves = []
 for idx, spec in enumerate(sys.argv[1:], start=1):
     name, _, shape = spec.partition("=")
     count, _, interval = shape.partition("x")
-    run(idx, name, int(count), float(interval))
+    lat = sorted(run(idx, name, int(count), float(interval)))
+    if lat:
+        curves.append({"title": f"{name}: {count} messages {interval} s apart",
+                       "points": [(x, (i + 1) / len(lat)) for i, x in enumerate(lat)],
+                       "style": "steps"})
+load = open("/proc/loadavg").read().split()[0]
+top = max((c["points"][-1][0] for c in curves), default=20)
+# a request can arrive a little before the client has read COMMIT's answer (see above)
+low = min(0, min((c["points"][0][0] for c in curves), default=0)) - 0.5
+plot("latency", f"Commit to arrival at the test double, CDF (2 cores, load {load})",
+     "milliseconds from COMMIT (the client's clock when its answer was read) to the request's arrival",
+     "share of messages",
+     curves + [{"title": "goal p50 <= 5 ms", "points": [(low, 0.5), (5, 0.5), (5, 0)],
+                "color": "#2ca02c", "dash": 2, "width": 1},
+               {"title": "goal p95 <= 20 ms", "points": [(low, 0.95), (20, 0.95), (20, 0)],
+                "color": "#d62728", "dash": 2, "width": 1}],
+     key="bottom right",
+     settings=["set yrange [0:1.02]", f"set xrange [{low}:{max(22, top * 1.1)}]", "set ytics 0.1"])

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import Double, Pg, ensure_pool, form, max_in_window, wait_for  # noqa: E402
+from benchlib import Double, Pg, ensure_pool, form, max_in_window, plot, wait_for  # noqa: E402
 
 BODIES = {
     1: "'Pacing check ' || i",                                 # 1 segment
@@ -82,8 +82,44 @@ def run_round(round_no, segs):
         line += (f"  {1000 * segs / mps:14.1f} {gaps[0]:5.1f} {gaps[len(gaps) // 2]:7.1f} "
                  f"{gaps[-1]:6.1f}")
         print(line + f"  {bad:7d}")
+    plot_round(round_no, segs, pools, records)
     pg.query(f"DELETE FROM twilio_outbox WHERE pool IN ({names})")
     pg.query(f"DELETE FROM twilio_pools WHERE name IN ({names})")
+
+
+COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+
+
+def plot_round(round_no, segs, pools, records):
+    """Segments each pool sent in each second (steps) against its mps (dashed).
+
+    Second k of a pool is [k - 0.5, k + 0.5) after its first arrival, so that
+    a 1-mps pool's arrivals, a second apart, do not straddle the edges.
+    """
+    end = int(args.duration)
+    series = []
+    for k, (name, (sender, mps)) in enumerate(pools.items()):
+        times = [r["time"] for r in records if r["status"] == 201 and form(r).get("From") == sender]
+        if not times:
+            continue
+        t0 = min(times)
+        counts = [0] * (end + 1)
+        for t in times:
+            if round(t - t0) < end:
+                counts[round(t - t0)] += segs
+        color = COLORS[k % len(COLORS)]
+        series.append({"title": f"mps {mps:g}: segments in each second", "color": color, "style": "steps",
+                       # second 0 is only half a second long: it starts at the first arrival
+                       "points": [(i, max(c, 0.5)) for i, c in enumerate(counts[:end]) if i > 0]
+                       + [(end, max(counts[end - 1], 0.5))]})
+        series.append({"title": f"mps {mps:g}", "color": color, "dash": 2, "width": 1,
+                       "points": [(0, mps), (end, mps)]})
+    load = open("/proc/loadavg").read().split()[0]
+    plot(f"pacing_{segs}seg", f"Pacing: {len(pools)} pools together, {segs}-segment messages, burst {args.burst} "
+         f"(2 cores, load {load})", "seconds since the pool's first arrival", "segments per second (log scale)",
+         series, key="outside right top", size=(1000, 480),
+         settings=["set logscale y", f"set yrange [0.4:{max(m for _, m in pools.values()) * 2}]",
+                   f"set xrange [0.5:{end}]"])
 
 
 print("segs/s: segments of all arrivals but the last in the window / time from the first to the last"

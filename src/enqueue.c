@@ -5,9 +5,13 @@
  *		the caller's transaction, and wake the worker when that transaction
  *		commits.
  *
- * This is on the application's hot path, so the insert is one cached SPI
- * plan that also checks the pool (INSERT ... SELECT FROM twilio_pools), and
- * the pool lookup and dedup lookup only run when that insert wrote nothing.
+ * This is on the application's hot path (bench/enqueue compares it with a
+ * plain INSERT of the same row), so the insert is one cached, generic SPI
+ * plan of INSERT ... VALUES: ON CONFLICT (dedup_key) only when a dedup_key
+ * is given (a speculative insertion costs an extra WAL record and locks),
+ * and no join to twilio_pools: the foreign key already looks the pool up,
+ * and its violation is turned into the "pool does not exist" error.  The
+ * pool lookup and dedup lookup only run when the insert wrote nothing.
  *
  * The commit-time wake-up uses one transaction callback, registered once
  * per backend: registering per transaction would grow the callback list and
@@ -33,6 +37,7 @@
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
@@ -59,6 +64,14 @@ static Oid	insert_plan_nsp = InvalidOid;
 static SPIPlanPtr insert_plan = NULL;
 static Oid	call_plan_nsp = InvalidOid;
 static SPIPlanPtr call_plan = NULL;
+
+/* the same insert without ON CONFLICT, for messages without a dedup_key */
+static Oid	plain_insert_plan_nsp = InvalidOid;
+static SPIPlanPtr plain_insert_plan = NULL;
+
+/* the schema name of insert_plan_nsp / plain_insert_plan_nsp, for errors */
+static char *insert_schema_name = NULL;
+static Oid	insert_schema_nsp = InvalidOid;
 
 /* Parameter names Twilio would read instead of the outbox's own fields. */
 static const char *const reserved_params[] = {
@@ -295,6 +308,22 @@ schedule(const TobMessage *msg, TimestampTz *due, TimestampTz *expires)
 					 "valid_for must be positive");
 }
 
+/*
+ * The characters in a body of len bytes: len itself when every byte is
+ * ASCII (one byte is one character in every server encoding), which is
+ * the usual case and cheaper to see than to count.
+ */
+static int
+body_chars(const char *s, int len)
+{
+	int			i;
+
+	for (i = 0; i < len; i++)
+		if (IS_HIGHBIT_SET(s[i]))
+			return pg_mbstrlen_with_len(s, len);
+	return len;
+}
+
 static bool
 text_is_blank(text *t)
 {
@@ -384,8 +413,8 @@ validate_message(const TobMessage *msg, TimestampTz *due, TimestampTz *expires)
 					 "body must not be empty when there are no media_urls and no ContentSid");
 	if (msg->body != NULL)
 	{
-		int			nchars = pg_mbstrlen_with_len(VARDATA_ANY(msg->body),
-												  VARSIZE_ANY_EXHDR(msg->body));
+		int			nchars = body_chars(VARDATA_ANY(msg->body),
+										VARSIZE_ANY_EXHDR(msg->body));
 
 		if (nchars > MAX_BODY_CHARS)
 			ereport(ERROR,
@@ -411,36 +440,129 @@ validate_message(const TobMessage *msg, TimestampTz *due, TimestampTz *expires)
 	}
 }
 
+/*
+ * Prepare and keep the insert into nsp's outbox, with ON CONFLICT (dedup_key)
+ * DO NOTHING when on_conflict.  Always a generic plan: a custom plan would be
+ * planned again on each of a session's first five calls, for nothing, since
+ * the plan of an INSERT ... VALUES does not depend on the values.
+ */
 static SPIPlanPtr
-get_insert_plan(Oid nsp)
+prepare_insert_plan(Oid nsp, bool on_conflict)
 {
 	static Oid	argtypes[] = {TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, INT4OID,
 		JSONBOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
-	const char *schema;
+	char	   *nspname = get_namespace_name(nsp);
 	char	   *sql;
+	SPIPlanPtr	plan;
+
+	if (nspname == NULL)
+		elog(ERROR, "cache lookup failed for namespace %u", nsp);
+	sql = psprintf("INSERT INTO %s.twilio_outbox AS o "
+				   "(pool, to_number, body, media_urls, num_segments, params, priority,"
+				   " next_attempt_at, expires_at, dedup_key, status_callback) "
+				   "VALUES ($1, $2, $3, $4, $5, COALESCE($6, '{}'), $7, $8, $9, $10, $11) "
+				   "%sRETURNING o.id",
+				   quote_identifier(nspname),
+				   on_conflict ? "ON CONFLICT (dedup_key) DO NOTHING " : "");
+	plan = SPI_prepare_cursor(sql, lengthof(argtypes), argtypes, CURSOR_OPT_GENERIC_PLAN);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+
+	if (insert_schema_nsp != nsp)
+	{
+		char	   *name = MemoryContextStrdup(TopMemoryContext, nspname);
+
+		if (insert_schema_name != NULL)
+			pfree(insert_schema_name);
+		insert_schema_name = name;
+		insert_schema_nsp = nsp;
+	}
+	return plan;
+}
+
+static SPIPlanPtr
+get_insert_plan(Oid nsp)
+{
 	SPIPlanPtr	plan;
 
 	if (insert_plan != NULL && insert_plan_nsp == nsp)
 		return insert_plan;
 
-	schema = quote_identifier(get_namespace_name(nsp));
-	sql = psprintf("INSERT INTO %s.twilio_outbox AS o "
-				   "(pool, to_number, body, media_urls, num_segments, params, priority,"
-				   " next_attempt_at, expires_at, dedup_key, status_callback) "
-				   "SELECT p.name, $2, $3, $4, $5, COALESCE($6, '{}'), $7, $8, $9, $10, $11 "
-				   "FROM %s.twilio_pools p WHERE p.name OPERATOR(pg_catalog.=) $1 "
-				   "ON CONFLICT (dedup_key) DO NOTHING RETURNING o.id",
-				   schema, schema);
-	plan = SPI_prepare(sql, lengthof(argtypes), argtypes);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-
+	plan = prepare_insert_plan(nsp, true);
 	if (insert_plan != NULL)
 		SPI_freeplan(insert_plan);
 	insert_plan = plan;
 	insert_plan_nsp = nsp;
 	return plan;
+}
+
+/* The insert for a message without a dedup_key: it cannot conflict. */
+static SPIPlanPtr
+get_plain_insert_plan(Oid nsp)
+{
+	SPIPlanPtr	plan;
+
+	if (plain_insert_plan != NULL && plain_insert_plan_nsp == nsp)
+		return plain_insert_plan;
+
+	plan = prepare_insert_plan(nsp, false);
+	if (plain_insert_plan != NULL)
+		SPI_freeplan(plain_insert_plan);
+	plain_insert_plan = plan;
+	plain_insert_plan_nsp = nsp;
+	return plan;
+}
+
+static void
+pool_does_not_exist(const char *pool)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("pool \"%s\" does not exist", pool),
+			 errhint("Create it first, e.g. INSERT INTO twilio_pools (name, sender, mps) VALUES ('%s', '+15005550006', 1);",
+					 pool)));
+}
+
+/*
+ * Run the insert.  When the pool does not exist the row fails the outbox's
+ * foreign key to twilio_pools; that violation is raised as the error an
+ * unknown pool always had (the transaction is failing either way, so the
+ * error is only replaced, never recovered from).  Every other error goes on
+ * as it is.
+ */
+static int
+execute_insert(SPIPlanPtr plan, Datum *values, const char *nulls, const char *pool)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile int rc = 0;
+
+	PG_TRY();
+	{
+		rc = SPI_execute_plan(plan, values, nulls, false, 1);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode == ERRCODE_FOREIGN_KEY_VIOLATION &&
+			edata->constraint_name != NULL &&
+			strcmp(edata->constraint_name, "twilio_outbox_pool_fkey") == 0 &&
+			edata->table_name != NULL &&
+			strcmp(edata->table_name, "twilio_outbox") == 0 &&
+			edata->schema_name != NULL && insert_schema_name != NULL &&
+			strcmp(edata->schema_name, insert_schema_name) == 0)
+		{
+			FlushErrorState();
+			pool_does_not_exist(pool);
+		}
+		FreeErrorData(edata);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return rc;
 }
 
 /* Run a one-parameter lookup returning one int8 or bool column, or nothing. */
@@ -504,7 +626,9 @@ tob_enqueue(const TobMessage *msg, Oid nsp)
 	 */
 	for (tries = 0; tries < 3; tries++)
 	{
-		int			rc = SPI_execute_plan(get_insert_plan(nsp), values, nulls, false, 1);
+		SPIPlanPtr	plan = msg->dedup_key != NULL ?
+			get_insert_plan(nsp) : get_plain_insert_plan(nsp);
+		int			rc = execute_insert(plan, values, nulls, msg->pool);
 		Datum		found;
 
 		if (rc != SPI_OK_INSERT_RETURNING)
@@ -522,11 +646,7 @@ tob_enqueue(const TobMessage *msg, Oid nsp)
 
 		if (!lookup_one("SELECT true FROM %s.twilio_pools WHERE name OPERATOR(pg_catalog.=) $1",
 						nsp, msg->pool, &found))
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("pool \"%s\" does not exist", msg->pool),
-					 errhint("Create it first, e.g. INSERT INTO twilio_pools (name, sender, mps) VALUES ('%s', '+15005550006', 1);",
-							 msg->pool)));
+			pool_does_not_exist(msg->pool);
 		if (msg->dedup_key != NULL &&
 			lookup_one("SELECT id FROM %s.twilio_outbox WHERE dedup_key OPERATOR(pg_catalog.=) $1",
 					   nsp, msg->dedup_key, &found))

@@ -38,6 +38,10 @@ static const pg_wchar gsm_basic_extra[] = {
 	0x00A7, 0x00BF, 0x00E4, 0x00F6, 0x00F1, 0x00FC, 0x00E0
 };
 
+/* gsm_septets() of each ASCII character, filled on first use */
+static int8 ascii_septets[128];
+static bool ascii_septets_ready = false;
+
 /* Septets of one character: 1 or 2 for GSM-7, 0 when it needs UCS-2. */
 static int
 gsm_septets(pg_wchar c)
@@ -115,6 +119,30 @@ tob_count_segments(const char *utf8, int len)
 
 	if (len == 0)
 		return 1;
+
+	/*
+	 * Most bodies are short ASCII: one byte is one character, so count them
+	 * in place; only a body that may need more than one segment, or one with
+	 * other characters, is decoded and counted below.
+	 */
+	if (!ascii_septets_ready)
+	{
+		for (i = 0; i < 128; i++)
+			ascii_septets[i] = (int8) gsm_septets((pg_wchar) i);
+		ascii_septets_ready = true;
+	}
+	for (i = 0; i < len && !IS_HIGHBIT_SET(utf8[i]); i++)
+	{
+		int			s = ascii_septets[(unsigned char) utf8[i]];
+
+		if (s == 0)
+			gsm = false;
+		septets += s;
+	}
+	if (i == len && (gsm ? septets <= GSM_SINGLE : len <= UCS2_SINGLE))
+		return 1;
+	septets = 0;
+	gsm = true;
 
 	chars = palloc((len + 1) * sizeof(pg_wchar));
 	n = pg_encoding_mb2wchar_with_len(PG_UTF8, utf8, chars, len);
