@@ -9,8 +9,10 @@
 (b) pg_ctl stop -m immediate and start again during a 1,000-message drain
     at 200 mps: the same.
 (c) (a) again with the list endpoint failing (500 on messages_list) and
-    reconcile_timeout_ms = 2000: after that bound the worker resends
-    blindly; duplicates <= max_concurrency x crashes (printed).
+    reconcile_timeout_ms = 2000, the double answering after 100 ms so that
+    every kill leaves rows in `sending` that Twilio has: they are looked up
+    (and the lookups fail) before the worker resends them blindly after that
+    bound; duplicates <= max_concurrency x crashes (printed).
 Every part also checks that no attempt went before its next_attempt_at.
 """
 
@@ -70,10 +72,10 @@ def kill_loop(ids, label):
     t.eq(signalled, killed, f"{label}: the postmaster saw each worker die of signal 9")
     t.ok(log.count("all server processes terminated; reinitializing") >= CRASHES,
          f"{label}: PostgreSQL went through crash recovery {CRASHES} times")
-    requeued = [int(n) for n in re.findall(r"twilio_outbox worker queued (\d+) messages again",
-                                           log)]
+    requeued = [int(n) for n in re.findall(r"twilio_outbox worker took back (\d+) messages left "
+                                           r"in sending", log)]
     t.diag(f"{label}: rows a restarted worker found in sending: {requeued}")
-    return killed
+    return killed, requeued
 
 
 def drain(label, pool, n, prefix, mps):
@@ -125,12 +127,17 @@ def immediate():
 
 @t.case("(c) kill -9 3 times with the list endpoint failing")
 def kill9_blind():
-    double.config(rules=[{"match": {"path": "messages_list"}, "status": 500, "code": 20500}])
+    # answers after 100 ms keep max_concurrency rows in flight, so each kill
+    # strands some (an instant double may be killed between two turns)
+    double.config(delay_ms=100,
+                  rules=[{"match": {"path": "messages_list"}, "status": 500, "code": 20500}])
     chaos.sql_retry(pg, "ALTER SYSTEM SET twilio_outbox.reconcile_timeout_ms = 2000; "
                     "SELECT pg_reload_conf()")
     ids, seq0, began = drain("blind", "crash_c", 3000, "+1415152", 300)
     time.sleep(0.5)
-    killed = kill_loop(ids, "blind")
+    killed, requeued = kill_loop(ids, "blind")
+    t.ok(sum(requeued) > 0, "blind: the restarted workers took back rows left in sending",
+         f"{requeued}")
     bound = MAX_CONCURRENCY * len(killed)
     figures = finish("blind", ids, seq0, began, bound,
                      dup_note=f" (bound max_concurrency {MAX_CONCURRENCY} x crashes "
@@ -139,7 +146,7 @@ def kill9_blind():
     failed_lookups = sum(1 for r in reqs if r["kind"] == "messages_list" and r["status"] == 500)
     t.diag(f"blind: failed lookups {failed_lookups}, duplicates {figures['duplicates']}")
     t.ok(failed_lookups > 0, "blind: the worker tried the list endpoint before resending")
-    double.config(rules=[])
+    double.config(delay_ms=0, rules=[])
 
 
 t.done()
