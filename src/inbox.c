@@ -147,7 +147,7 @@ tob_inbox_store(const char *schema, int n, const char **kinds,
 }
 
 int
-tob_inbox_apply(const char *schema, int max_events, int retention_s)
+tob_inbox_apply(const char *schema, int max_events)
 {
 	bool		isnull;
 	int			applied;
@@ -157,15 +157,6 @@ tob_inbox_apply(const char *schema, int max_events, int retention_s)
 			  SPI_OK_SELECT, "applying webhooks");
 	applied = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
-	/* applied events past retention, a small batch at a time */
-	if (retention_s > 0)
-		check_spi(SPI_execute(psprintf("DELETE FROM %s.twilio_inbox WHERE id IN ("
-									   "SELECT id FROM %s.twilio_inbox"
-									   " WHERE received_at < now() - make_interval(secs => %d)"
-									   " AND applied_at IS NOT NULL ORDER BY received_at LIMIT 1000)",
-									   schema, schema, retention_s),
-							  false, 0),
-				  SPI_OK_DELETE, "deleting applied webhooks past retention");
 	return isnull ? 0 : applied;
 }
 

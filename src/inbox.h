@@ -45,11 +45,11 @@ extern int	tob_inbox_store(const char *schema, int n, const char **kinds,
 							const char **params_json, const char **tokens);
 
 /*
- * Apply stored callbacks, a batch of at most max_events, and delete applied
- * ones past retention_s.  Returns how many were applied.  Needs a
+ * Apply stored callbacks, a batch of at most max_events (retention.h
+ * deletes them later).  Returns how many were applied.  Needs a
  * transaction with SPI connected.
  */
-extern int	tob_inbox_apply(const char *schema, int max_events, int retention_s);
+extern int	tob_inbox_apply(const char *schema, int max_events);
 
 /*
  * Add the To numbers of rows Twilio refused with 21610 (the recipient

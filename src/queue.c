@@ -30,6 +30,7 @@
 
 #include "bgworker.h"
 #include "queue.h"
+#include "retention.h"
 
 /* Where results go: the context current at tob_xact_begin. */
 #define caller_cxt tob_xact_caller_context()
@@ -524,110 +525,6 @@ tob_recover_sending(const char *schema, const int64 *keep, int nkeep, int64 sett
 	return (int) SPI_processed;
 }
 
-/*
- * Retention's state between calls (once a second): how many rows one
- * statement deletes, and the finished_at below which every finished row is
- * known to be gone (the floor), so that the next scan of
- * twilio_outbox_finished_idx starts there rather than walking the dead
- * entries that earlier deletes leave until VACUUM (a transaction holding
- * back the xmin horizon keeps even those from being marked dead, and every
- * scan from the start would visit each of them in the heap again).  A floor
- * only counts once the transaction that reached it has committed.
- *
- * A row whose finish commits after the floor has passed its finished_at (a
- * cancel in a transaction longer than retention, a record held up by a
- * failing database, rows loaded with old times) is below the floor.  To
- * pick those up the scan starts from the oldest row again when retention,
- * the schema or the worker changes, and after a VACUUM of the outbox (or an
- * hour) when few dead rows are left to walk over.
- */
-static int	retention_batch = TOB_RETENTION_BATCH;
-static TimestampTz retention_floor = DT_NOBEGIN;
-static TimestampTz retention_floor_pending = DT_NOBEGIN;
-static TransactionId retention_floor_xid = InvalidTransactionId;
-static int	retention_last_s = -1;
-static int64 retention_vacuums = -1;
-static TimestampTz retention_rescan_at = 0;
-static char retention_schema[2 * NAMEDATALEN + 3];
-
-/*
- * Whether retention should scan from the oldest row again; also remembers
- * the outbox's vacuum count.
- */
-static bool
-retention_rescan(const char *schema, int retention_s, TimestampTz now)
-{
-	Oid			argtype = TEXTOID;
-	Datum		value = CStringGetTextDatum(psprintf("%s.twilio_outbox", schema));
-	bool		isnull;
-	int64		vacuums;
-	int64		dead;
-	bool		rescan;
-
-	check_spi(SPI_execute_with_args("SELECT pg_stat_get_vacuum_count(c) + pg_stat_get_autovacuum_count(c),"
-									" pg_stat_get_dead_tuples(c) "
-									"FROM (SELECT $1::regclass::oid AS c) t",
-									1, &argtype, &value, NULL, true, 1),
-			  SPI_OK_SELECT, "reading the outbox's vacuum count");
-	vacuums = DatumGetInt64(result_datum(0, 1, &isnull));
-	dead = DatumGetInt64(result_datum(0, 2, &isnull));
-
-	if (retention_s != retention_last_s || strcmp(retention_schema, schema) != 0)
-		rescan = true;
-	else
-		rescan = (vacuums != retention_vacuums || now >= retention_rescan_at) &&
-			dead < TOB_RETENTION_RESCAN_DEAD;
-	if (rescan)
-	{
-		retention_last_s = retention_s;
-		strlcpy(retention_schema, schema, sizeof(retention_schema));
-		retention_vacuums = vacuums;
-		retention_rescan_at = now + (int64) TOB_RETENTION_RESCAN_S * USECS_PER_SEC;
-	}
-	return rescan;
-}
-
-/*
- * Delete up to `limit` finished rows past retention whose finished_at is at
- * or after `floor`, oldest first; set *last to the latest finished_at
- * deleted.  The rows are found in the finished index and deleted by ctid
- * (a TID scan: no join with the table, whatever the batch size); the
- * statement's own conditions make a row that was changed meanwhile (e.g.
- * twilio_retry) be left alone.
- */
-static int
-delete_finished(const char *schema, int retention_s, TimestampTz floor, int limit,
-				TimestampTz *last)
-{
-	Oid			argtypes[3] = {TIMESTAMPTZOID, INT4OID, INT4OID};
-	Datum		values[3];
-	bool		isnull;
-	int64		n;
-
-	values[0] = TimestampTzGetDatum(floor);
-	values[1] = Int32GetDatum(retention_s);
-	values[2] = Int32GetDatum(limit);
-	check_spi(SPI_execute_with_args(psprintf("WITH d AS ("
-											 "DELETE FROM %s.twilio_outbox"
-											 " WHERE ctid = ANY (ARRAY("
-											 "SELECT ctid FROM %s.twilio_outbox"
-											 " WHERE status IN ('sent', 'failed', 'expired', 'canceled')"
-											 " AND finished_at >= $1"
-											 " AND finished_at < now() - make_interval(secs => $2)"
-											 " ORDER BY finished_at LIMIT $3))"
-											 " AND status IN ('sent', 'failed', 'expired', 'canceled')"
-											 " AND finished_at < now() - make_interval(secs => $2)"
-											 " RETURNING finished_at) "
-											 "SELECT count(*), max(finished_at) FROM d",
-											 schema, schema),
-									3, argtypes, values, NULL, false, 1),
-			  SPI_OK_SELECT, "deleting finished rows past retention");
-	n = DatumGetInt64(result_datum(0, 1, &isnull));
-	if (n > 0)
-		*last = DatumGetTimestampTz(result_datum(0, 2, &isnull));
-	return (int) n;
-}
-
 int
 tob_load_cancels(const char *schema, const int64 *keep, int nkeep, int limit, TobCancel **cancels)
 {
@@ -722,60 +619,8 @@ tob_housekeeping(const char *schema, int retention_s)
 						  false, 0),
 			  SPI_OK_DELETE, "trimming the error log");
 
-	/*
-	 * Finished rows past retention: batches of about TOB_RETENTION_STATEMENT_MS
-	 * each, until none is left or TOB_RETENTION_ROUND_MS have passed, so one
-	 * call deletes what finished in the second before (a send rate of
-	 * 10,000/s needs one or two batches) and catching up on a backlog holds
-	 * the worker's turn up for at most that long each second.
-	 */
-	if (retention_s > 0)
-	{
-		TimestampTz start = GetCurrentTimestamp();
-		TimestampTz floor;
-		TimestampTz end;
-		int			n;
-
-		if (TransactionIdIsValid(retention_floor_xid))
-		{
-			if (TransactionIdDidCommit(retention_floor_xid))
-				retention_floor = retention_floor_pending;
-			retention_floor_xid = InvalidTransactionId;
-		}
-		if (retention_rescan(schema, retention_s, start))
-			retention_floor = DT_NOBEGIN;
-		floor = retention_floor;
-
-		do
-		{
-			TimestampTz t0 = GetCurrentTimestamp();
-			int			limit = retention_batch;
-			TimestampTz last = floor;
-
-			n = delete_finished(schema, retention_s, floor, limit, &last);
-			end = GetCurrentTimestamp();
-			deleted += n;
-			if (n > 0)
-			{
-				/* size the next batch by this one's speed */
-				double		per_row_us = Max(1.0, (double) (end - t0)) / n;
-				double		fit = TOB_RETENTION_STATEMENT_MS * 1000.0 / per_row_us;
-
-				retention_batch = (int) Max(TOB_RETENTION_BATCH,
-											Min(TOB_RETENTION_BATCH_MAX,
-												(retention_batch + fit) / 2));
-				floor = last;
-			}
-			if (n < limit)
-				break;
-		} while (end - start < TOB_RETENTION_ROUND_MS * 1000);
-
-		if (deleted > 0)
-		{
-			/* the floor holds once this transaction commits */
-			retention_floor_pending = floor;
-			retention_floor_xid = GetTopTransactionIdIfAny();
-		}
-	}
+	/* finished rows and applied callbacks past retention */
+	deleted = tob_retention_trim_outbox(schema, retention_s);
+	(void) tob_retention_trim_inbox(schema, retention_s);
 	return deleted;
 }

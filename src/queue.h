@@ -130,18 +130,10 @@ extern int	tob_expire_due(const char *schema);
  */
 extern int	tob_recover_sending(const char *schema, const int64 *keep, int nkeep, int64 settle_us);
 
-#define TOB_RETENTION_BATCH 1000	/* rows per statement at first, and at least */
-#define TOB_RETENTION_BATCH_MAX 50000
-#define TOB_RETENTION_STATEMENT_MS 10	/* a batch is sized to take about this long */
-#define TOB_RETENTION_ROUND_MS 50	/* one call starts no batch after this long */
-#define TOB_RETENTION_RESCAN_S 3600	/* from the oldest row again at least this often, */
-#define TOB_RETENTION_RESCAN_DEAD 100000	/* when the outbox has fewer dead rows */
-
 /*
  * Once a second: end timed pool pauses that are over, trim the error log,
- * and delete finished rows older than retention_s (0: keep them), oldest
- * first, in batches sized to take TOB_RETENTION_STATEMENT_MS, until none is
- * left or TOB_RETENTION_ROUND_MS have passed.  Returns how many rows were
+ * and delete finished rows and applied callbacks older than retention_s
+ * (0: keep them; see retention.h).  Returns how many outbox rows were
  * deleted.
  */
 extern int	tob_housekeeping(const char *schema, int retention_s);

@@ -56,7 +56,8 @@
 #define MAX_SLEEP_MS			1000
 #define SHUTDOWN_GRACE_MS		3000
 #define APPLY_BATCH				1000	/* stored webhooks applied per statement */
-#define APPLY_ROUNDS			5	/* statements per maintenance at most */
+#define APPLY_ROUNDS			20	/* statements per maintenance at most, */
+#define APPLY_BUDGET_MS			100 /* and none started after this long */
 
 static uint32 tob_wait_event = 0;
 static char *schema = NULL;		/* quoted, in TopMemoryContext; NULL: not ready */
@@ -180,22 +181,26 @@ version_matches(const char *version)
 
 /*
  * Apply stored status callbacks and inbound messages, in batches of their
- * own transactions; a failure is reported and tried again next second
- * without holding up the sending.
+ * own transactions, while batches come back full, for up to
+ * APPLY_BUDGET_MS a second (so callbacks arriving at several thousand a
+ * second are kept up with); a failure is reported and tried again next
+ * second without holding up the sending.
  */
 static void
 apply_webhooks(void)
 {
 	MemoryContext cxt = CurrentMemoryContext;
+	TimestampTz start = GetCurrentTimestamp();
 	volatile int round;
 	volatile int applied = APPLY_BATCH;
 
-	for (round = 0; round < APPLY_ROUNDS && applied == APPLY_BATCH; round++)
+	for (round = 0; round < APPLY_ROUNDS && applied == APPLY_BATCH &&
+		 GetCurrentTimestamp() - start < APPLY_BUDGET_MS * 1000; round++)
 	{
 		PG_TRY();
 		{
 			tob_xact_begin("twilio_outbox: applying webhooks");
-			applied = tob_inbox_apply(schema, APPLY_BATCH, round == 0 ? tob_retention_s : 0);
+			applied = tob_inbox_apply(schema, APPLY_BATCH);
 			tob_xact_end();
 		}
 		PG_CATCH();

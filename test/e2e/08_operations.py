@@ -5,7 +5,8 @@ After a known sequence of events against the test double, the columns of
 twilio_queue_stats, twilio_worker_status, twilio_pool_status and
 twilio_error_stats say what happened; twilio_pool_pause with a time ends by
 itself; twilio_retry_failed sends failed rows again; the worker deletes
-finished rows past twilio_outbox.retention faster than 1,000 a second, and
+finished rows and applied callbacks past twilio_outbox.retention faster than
+1,000 a second (the worker applies stored callbacks first), and
 rows that finished long ago but showed up late after a VACUUM;
 pg_monitor reads the views and no view shows a secret.
 """
@@ -188,6 +189,41 @@ def retention():
          "and when retention changes")
     t.eq(pg.sql_value("SELECT count(*) FROM twilio_outbox WHERE body = 'waiting'"), "2",
          "unfinished rows are still kept")
+
+
+@t.case("retention keeps pace with callbacks too: 30,000 applied callbacks past retention go "
+        "within seconds, recent ones stay")
+def inbox_retention():
+    def callbacks(label, n, age, applied):
+        pg.sql("INSERT INTO twilio_inbox (received_at, kind, params, applied_at) "
+               "SELECT now() - :'p2'::interval + i * interval '1 ms', 'status', "
+               "jsonb_build_object('MessageSid', 'SM' || md5(:'p1' || i), 'MessageStatus', 'delivered'), "
+               "CASE WHEN :'p3'::boolean THEN now() END FROM generate_series(1, :'p4'::int) i",
+               label, age, applied, n)
+
+    callbacks("old", 30000, "3 days", True)
+    callbacks("recent", 20, "1 hour", True)
+    samples = []
+
+    def old_rows():
+        return int(pg.sql_value("SELECT count(*) FROM twilio_inbox WHERE applied_at IS NOT NULL "
+                                "AND received_at < now() - interval '2 days'"))
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        samples.append((time.monotonic(), old_rows()))
+        if samples[-1][1] == 0:
+            break
+        time.sleep(0.2)
+    t.eq(samples[-1][1], 0, "all 30,000 applied callbacks older than retention are deleted "
+         "within 15 s")
+    best = max((a[1] - b[1] for i, a in enumerate(samples) for b in samples[i:]
+                if b[0] - a[0] <= 1.2), default=0)
+    t.ok(best > 1000, "more than 1,000 callbacks are deleted in about a second (the old limit)",
+         repr([(round(ts - samples[0][0], 1), n) for ts, n in samples]))
+    t.ok(int(pg.sql_value("SELECT count(*) FROM twilio_inbox "
+                          "WHERE received_at > now() - interval '2 hours'")) >= 20,
+         "recent callbacks are kept")
 
 
 @t.case("pg_monitor reads the views; no view shows a secret")
