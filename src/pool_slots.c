@@ -13,8 +13,9 @@
  * snapshot, which sees pools committed since a REPEATABLE READ transaction
  * took its snapshot, and the rows this INSERT has written so far.
  *
- * _twilio_pools_changed(), a statement trigger, tells the worker when the
- * pools changed, so that it need not read twilio_pools every second.
+ * _twilio_pools_changed(), a row trigger (and a statement trigger for
+ * TRUNCATE), tells the worker when the pools changed, so that it need not
+ * read twilio_pools every second.
  *
  * Copyright (c) 2026, twilio_outbox developers
  *
@@ -100,9 +101,10 @@ pools_xact_callback(XactEvent event, void *arg)
 PG_FUNCTION_INFO_V1(twilio_outbox_pools_changed_2_0);
 
 /*
- * _twilio_pools_changed(): statement trigger on twilio_pools.  When the
- * transaction commits, the pools' version in shared memory moves on, and
- * the worker reads twilio_pools again; otherwise it does not need to.
+ * _twilio_pools_changed(): trigger on twilio_pools, for each row changed
+ * and for TRUNCATE.  When the transaction commits, the pools' version in
+ * shared memory moves on, and the worker reads twilio_pools again;
+ * otherwise (a statement that changed no row, too) it does not need to.
  */
 Datum
 twilio_outbox_pools_changed_2_0(PG_FUNCTION_ARGS)
