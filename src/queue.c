@@ -47,6 +47,8 @@ typedef enum TobPlan
 	PLAN_CLAIM_PROBE,
 	PLAN_MARK_SENDING,
 	PLAN_RECORD,
+	PLAN_POOLS_ALL,
+	PLAN_POOLS_SOME,
 	NUM_PLANS
 } TobPlan;
 
@@ -168,17 +170,43 @@ result_utf8_array(int row, int col, char ***out)
 }
 
 int
-tob_load_pools(const char *schema, TobPoolConfig **pools)
+tob_load_pools(const char *schema, char (*names)[TOB_POOL_NAME_LEN], int nnames,
+			   TobPoolConfig **pools)
 {
 	/* whatever the table holds (its CHECKs can be dropped), rates stay sane */
-	char	   *sql = psprintf("SELECT name, sender, LEAST(GREATEST(mps, 0.001), 10000)::float8,"
-							   " LEAST(GREATEST(burst, 1), 1000000),"
-							   " paused AND (paused_until IS NULL OR paused_until > now()) "
-							   "FROM %s.twilio_pools ORDER BY name", schema);
+	const char *columns = "SELECT name, sender, LEAST(GREATEST(mps, 0.001), 10000)::float8,"
+		" LEAST(GREATEST(burst, 1), 1000000),"
+		" paused AND (paused_until IS NULL OR paused_until > now()) ";
 	int			i;
 	bool		isnull;
 
-	check_spi(SPI_execute(sql, true, 0), SPI_OK_SELECT, "loading pools");
+	if (names == NULL)
+	{
+		/* in strcmp's order, for tob_pools_sync */
+		check_spi(SPI_execute_plan(cached_plan(PLAN_POOLS_ALL, schema,
+											   psprintf("%s FROM %s.twilio_pools ORDER BY name COLLATE \"C\"",
+														columns, schema),
+											   0, NULL),
+								   NULL, NULL, true, 0),
+				  SPI_OK_SELECT, "loading pools");
+	}
+	else
+	{
+		Oid			argtypes[1] = {TEXTARRAYOID};
+		Datum		values[1];
+		Datum	   *elems = palloc(sizeof(Datum) * Max(nnames, 1));
+
+		for (i = 0; i < nnames; i++)
+			elems[i] = CStringGetTextDatum(names[i]);
+		values[0] = PointerGetDatum(construct_array(elems, nnames, TEXTOID, -1, false, TYPALIGN_INT));
+		/* by the primary key: as cheap with hundreds of pools as with one */
+		check_spi(execute_by_index(cached_plan(PLAN_POOLS_SOME, schema,
+											   psprintf("%s FROM %s.twilio_pools WHERE name = ANY ($1)",
+														columns, schema),
+											   1, argtypes),
+								   values, true, 0),
+				  SPI_OK_SELECT, "loading pools");
+	}
 	*pools = MemoryContextAlloc(caller_cxt, sizeof(TobPoolConfig) * Max(SPI_processed, 1));
 	for (i = 0; i < SPI_processed; i++)
 	{
