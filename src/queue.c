@@ -90,9 +90,9 @@ check_spi(int rc, int expected, const char *what)
 }
 
 /*
- * Run the claim or its probe, planned (when the plan cache plans it) with
- * enable_seqscan off, so that it reads the due index whatever the planner
- * thinks of the table.  A plan made while the outbox looked empty (a VACUUM
+ * Run the claim or its probe (or the read of pools by name), planned (when
+ * the plan cache plans it) with enable_seqscan off, so that it reads its
+ * index whatever the planner thinks of the table.  A plan made while the outbox looked empty (a VACUUM
  * of an empty table says exactly that) scans the whole table instead, and
  * the plan cache keeps it until an ANALYZE: with hundreds of pools, each
  * probed every second, that was hundreds of scans of a growing table per

@@ -13,11 +13,11 @@
  *
  * Once a second it also looks the extension up (waiting quietly while it
  * does not exist, or while its installed version is not the one this
- * library needs), re-reads the rows of twilio_pools that changed, takes back rows left in sending
- * without a request (after a crash, or a failure in the middle of a turn),
- * expires overdue rows, cancels at Twilio the calls twilio_cancel asked
- * for, trims what retention allows, and applies the status callbacks and
- * inbound messages stored in twilio_inbox.
+ * library needs), reads again the rows of twilio_pools that changed, takes
+ * back rows left in sending without a request (after a crash, or a failure
+ * in the middle of a turn), expires overdue rows, cancels at Twilio the
+ * calls twilio_cancel asked for, trims what retention allows, and applies
+ * the status callbacks and inbound messages stored in twilio_inbox.
  *
  * What a turn does with the rows is in dispatch.c; what an answer means, in
  * policy.c; how an ambiguous attempt is looked up, in reconcile.c.
