@@ -140,13 +140,18 @@ CREATE TRIGGER twilio_pools_validate
 
 -- API: private
 -- Tells the worker, when the transaction commits, that the pools changed: it
--- reads twilio_pools only then (and every 30 s), not every second.
+-- reads twilio_pools only then (and every 30 s), not every second.  For each
+-- row, so that a statement that changes no pool (the worker's own check for
+-- timed pauses that are over, every second) does not count as a change.
 CREATE FUNCTION _twilio_pools_changed() RETURNS trigger
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'twilio_outbox_pools_changed_2_0';
 
 CREATE TRIGGER twilio_pools_changed
-	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON twilio_pools
+	AFTER INSERT OR UPDATE OR DELETE ON twilio_pools
+	FOR EACH ROW EXECUTE FUNCTION _twilio_pools_changed();
+CREATE TRIGGER twilio_pools_truncated
+	AFTER TRUNCATE ON twilio_pools
 	FOR EACH STATEMENT EXECUTE FUNCTION _twilio_pools_changed();
 
 ------------------------------------------------------------------------

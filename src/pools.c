@@ -48,32 +48,111 @@ unserved(const TobPoolConfig *cfg, const char *why)
 					 TOB_POOL_NAME_LEN - 1, TOB_MAX_POOLS)));
 }
 
+/* Slot numbers in strcmp's order of their pools' names, for find_slot. */
+static int	by_name[TOB_MAX_POOLS];
+static int	nby_name;
+
+static int
+cmp_slot_names(const void *a, const void *b)
+{
+	return strcmp(tob_shared->pools[*(const int *) a].name, tob_shared->pools[*(const int *) b].name);
+}
+
+static int
+cmp_config_names(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *) a, ((const TobPoolConfig *) b)->name);
+}
+
+/* Index the slots that serve a pool; caller holds the lock. */
+static void
+index_slots(void)
+{
+	int			s;
+
+	nby_name = 0;
+	for (s = 0; s < tob_shared->npools; s++)
+		if (tob_shared->pools[s].name[0] != '\0')
+			by_name[nby_name++] = s;
+	qsort(by_name, nby_name, sizeof(int), cmp_slot_names);
+}
+
+/*
+ * The slot serving the pool of that name, or -1; caller holds the lock, and
+ * no slot has been freed or renamed since index_slots().
+ */
+static int
+find_slot(const char *name)
+{
+	int			lo = 0;
+	int			hi = nby_name - 1;
+
+	while (lo <= hi)
+	{
+		int			mid = (lo + hi) / 2;
+		int			c = strcmp(name, tob_shared->pools[by_name[mid]].name);
+
+		if (c == 0)
+			return by_name[mid];
+		if (c < 0)
+			hi = mid - 1;
+		else
+			lo = mid + 1;
+	}
+	return -1;
+}
+
+/*
+ * Bring the slots in line with pools[]: every row of twilio_pools, in
+ * strcmp's order of their names (asked NULL), or the rows of the asked
+ * names that are still there.  A slot found by binary search, so that
+ * reading 200 pools costs O(n log n), not 40,000 comparisons.
+ */
 void
-tob_pools_sync(TobPoolConfig *pools, int npools, TobMono now)
+tob_pools_sync(TobPoolConfig *pools, int npools, char (*asked)[TOB_POOL_NAME_LEN], int nasked,
+			   TobMono now)
 {
 	bool		seen[TOB_MAX_POOLS] = {0};
 	bool		all_served = true;
+	int			free_from = 0;
 	int			i;
 	int			s;
 
 	LWLockAcquire(tob_shared->lock, LW_EXCLUSIVE);
 
 	/* first free the slots of deleted pools, so that new pools can take them */
-	for (s = 0; s < tob_shared->npools; s++)
+	if (asked == NULL)
 	{
-		bool		configured = false;
+		for (s = 0; s < tob_shared->npools; s++)
+		{
+			const char *name = tob_shared->pools[s].name;
 
-		for (i = 0; i < npools && !configured; i++)
-			configured = strcmp(tob_shared->pools[s].name, pools[i].name) == 0;
-		if (!configured)
-			tob_shared->pools[s].name[0] = '\0';
+			if (name[0] != '\0' &&
+				bsearch(&name, pools, npools, sizeof(TobPoolConfig), cmp_config_names) == NULL)
+				tob_shared->pools[s].name[0] = '\0';
+		}
 	}
+	else
+	{
+		for (i = 0; i < nasked; i++)
+		{
+			bool		found = false;
+			int			k;
+
+			for (k = 0; k < npools && !found; k++)
+				found = strcmp(pools[k].name, asked[i]) == 0;
+			for (s = 0; s < tob_shared->npools && !found; s++)
+				if (strcmp(tob_shared->pools[s].name, asked[i]) == 0)
+					tob_shared->pools[s].name[0] = '\0';	/* deleted */
+		}
+	}
+
+	index_slots();
 
 	for (i = 0; i < npools; i++)
 	{
 		TobPoolConfig *cfg = &pools[i];
 		TobPoolSlot *slot;
-		int			free_slot = -1;
 
 		if (strlen(cfg->name) >= TOB_POOL_NAME_LEN || strlen(cfg->sender) >= TOB_ADDRESS_LEN)
 		{
@@ -81,27 +160,24 @@ tob_pools_sync(TobPoolConfig *pools, int npools, TobMono now)
 			unserved(cfg, "its name or sender is too long");
 			continue;
 		}
-		for (s = 0; s < tob_shared->npools; s++)
+		s = find_slot(cfg->name);
+		if (s < 0)
 		{
-			if (tob_shared->pools[s].name[0] == '\0')
-			{
-				if (free_slot < 0 && tob_shared->pools[s].in_flight == 0)
-					free_slot = s;
-			}
-			else if (strcmp(tob_shared->pools[s].name, cfg->name) == 0)
-				break;
-		}
-		if (s == tob_shared->npools)
-		{
-			if (free_slot < 0 && tob_shared->npools < TOB_MAX_POOLS)
-				free_slot = tob_shared->npools++;
-			if (free_slot < 0)
+			/* a free slot with nothing in flight, else a new one */
+			while (free_from < tob_shared->npools &&
+				   (tob_shared->pools[free_from].name[0] != '\0' ||
+					tob_shared->pools[free_from].in_flight != 0 || seen[free_from]))
+				free_from++;
+			if (free_from < tob_shared->npools)
+				s = free_from++;
+			else if (tob_shared->npools < TOB_MAX_POOLS)
+				s = free_from = tob_shared->npools++;
+			else
 			{
 				all_served = false;
 				unserved(cfg, "every pool slot is taken");
 				continue;
 			}
-			s = free_slot;
 			slot = &tob_shared->pools[s];
 			memset(slot, 0, sizeof(*slot));
 			strlcpy(slot->name, cfg->name, TOB_POOL_NAME_LEN);
@@ -127,15 +203,19 @@ tob_pools_sync(TobPoolConfig *pools, int npools, TobMono now)
 		slot->burst = cfg->burst;
 		slot->mps = cfg->mps;
 	}
-	if (all_served)
-		warned_full = false;
-	for (s = 0; s < tob_shared->npools; s++)
-		if (!seen[s])
-			tob_shared->pools[s].name[0] = '\0';	/* not served: too long a name */
+	if (asked == NULL)
+	{
+		if (all_served)
+			warned_full = false;
+		for (s = 0; s < tob_shared->npools; s++)
+			if (!seen[s])
+				tob_shared->pools[s].name[0] = '\0';	/* not served: too long a name */
+	}
 	while (tob_shared->npools > 0 &&
 		   tob_shared->pools[tob_shared->npools - 1].name[0] == '\0' &&
 		   tob_shared->pools[tob_shared->npools - 1].in_flight == 0)
 		tob_shared->npools--;
+	nby_name = 0;
 	LWLockRelease(tob_shared->lock);
 }
 

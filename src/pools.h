@@ -46,8 +46,13 @@ typedef struct TobPoolLocal
 
 extern TobPoolLocal tob_pool_local[TOB_MAX_POOLS];
 
-/* Bring the slots in line with twilio_pools, as just read. */
-extern void tob_pools_sync(TobPoolConfig *pools, int npools, TobMono now);
+/*
+ * Bring the slots in line with twilio_pools, as just read: all of it
+ * (asked NULL; pools[] in strcmp's order of the names), or the rows of the
+ * asked names that are still there (the others were deleted).
+ */
+extern void tob_pools_sync(TobPoolConfig *pools, int npools, char (*asked)[TOB_POOL_NAME_LEN],
+						   int nasked, TobMono now);
 
 /*
  * Once a second: rates slowed by 21611 recover, the account's call bucket

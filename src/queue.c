@@ -24,6 +24,7 @@
 #include "mb/pg_wchar.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -47,6 +48,8 @@ typedef enum TobPlan
 	PLAN_CLAIM_PROBE,
 	PLAN_MARK_SENDING,
 	PLAN_RECORD,
+	PLAN_POOLS_ALL,
+	PLAN_POOLS_SOME,
 	NUM_PLANS
 } TobPlan;
 
@@ -85,6 +88,29 @@ check_spi(int rc, int expected, const char *what)
 {
 	if (rc != expected)
 		elog(ERROR, "%s failed: %s", what, SPI_result_code_string(rc));
+}
+
+/*
+ * Run the claim or its probe (or the read of pools by name), planned (when
+ * the plan cache plans it) with enable_seqscan off, so that it reads its
+ * index whatever the planner thinks of the table.  A plan made while the outbox looked empty (a VACUUM
+ * of an empty table says exactly that) scans the whole table instead, and
+ * the plan cache keeps it until an ANALYZE: with hundreds of pools, each
+ * probed every second, that was hundreds of scans of a growing table per
+ * second, and the busy pools were served late (bench/pools: 0.63 of their
+ * rate).  On an error the transaction's abort restores the setting.
+ */
+static int
+execute_by_index(SPIPlanPtr plan, Datum *values, bool read_only, long count)
+{
+	int			nest = NewGUCNestLevel();
+	int			rc;
+
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	rc = SPI_execute_plan(plan, values, NULL, read_only, count);
+	AtEOXact_GUC(true, nest);
+	return rc;
 }
 
 /* Column `col` of row `row` of the last result, copied to the caller, or NULL. */
@@ -145,17 +171,43 @@ result_utf8_array(int row, int col, char ***out)
 }
 
 int
-tob_load_pools(const char *schema, TobPoolConfig **pools)
+tob_load_pools(const char *schema, char (*names)[TOB_POOL_NAME_LEN], int nnames,
+			   TobPoolConfig **pools)
 {
 	/* whatever the table holds (its CHECKs can be dropped), rates stay sane */
-	char	   *sql = psprintf("SELECT name, sender, LEAST(GREATEST(mps, 0.001), 10000)::float8,"
-							   " LEAST(GREATEST(burst, 1), 1000000),"
-							   " paused AND (paused_until IS NULL OR paused_until > now()) "
-							   "FROM %s.twilio_pools ORDER BY name", schema);
+	const char *columns = "SELECT name, sender, LEAST(GREATEST(mps, 0.001), 10000)::float8,"
+		" LEAST(GREATEST(burst, 1), 1000000),"
+		" paused AND (paused_until IS NULL OR paused_until > now()) ";
 	int			i;
 	bool		isnull;
 
-	check_spi(SPI_execute(sql, true, 0), SPI_OK_SELECT, "loading pools");
+	if (names == NULL)
+	{
+		/* in strcmp's order, for tob_pools_sync */
+		check_spi(SPI_execute_plan(cached_plan(PLAN_POOLS_ALL, schema,
+											   psprintf("%s FROM %s.twilio_pools ORDER BY name COLLATE \"C\"",
+														columns, schema),
+											   0, NULL),
+								   NULL, NULL, true, 0),
+				  SPI_OK_SELECT, "loading pools");
+	}
+	else
+	{
+		Oid			argtypes[1] = {TEXTARRAYOID};
+		Datum		values[1];
+		Datum	   *elems = palloc(sizeof(Datum) * Max(nnames, 1));
+
+		for (i = 0; i < nnames; i++)
+			elems[i] = CStringGetTextDatum(names[i]);
+		values[0] = PointerGetDatum(construct_array(elems, nnames, TEXTOID, -1, false, TYPALIGN_INT));
+		/* by the primary key: as cheap with hundreds of pools as with one */
+		check_spi(execute_by_index(cached_plan(PLAN_POOLS_SOME, schema,
+											   psprintf("%s FROM %s.twilio_pools WHERE name = ANY ($1)",
+														columns, schema),
+											   1, argtypes),
+								   values, true, 0),
+				  SPI_OK_SELECT, "loading pools");
+	}
 	*pools = MemoryContextAlloc(caller_cxt, sizeof(TobPoolConfig) * Max(SPI_processed, 1));
 	for (i = 0; i < SPI_processed; i++)
 	{
@@ -231,7 +283,7 @@ probe(const char *schema, const char *pool, bool calls, int32 below, int32 above
 	values[1] = CStringGetTextDatum(calls ? "call" : "message");
 	values[2] = Int32GetDatum(below);
 	values[3] = Int32GetDatum(above);
-	check_spi(SPI_execute_plan(cached_plan(PLAN_CLAIM_PROBE, schema,
+	check_spi(execute_by_index(cached_plan(PLAN_CLAIM_PROBE, schema,
 										   psprintf("SELECT o.priority, o.next_attempt_at, o.id "
 													"FROM %s.twilio_outbox o "
 													"WHERE o.pool = $1 AND o.kind = $2"
@@ -240,7 +292,7 @@ probe(const char *schema, const char *pool, bool calls, int32 below, int32 above
 													"ORDER BY o.priority DESC, o.next_attempt_at, o.id LIMIT 1",
 													schema),
 										   4, argtypes),
-							   values, NULL, true, 1),
+							   values, true, 1),
 			  SPI_OK_SELECT, "finding the next rows to claim");
 	if (SPI_processed == 0)
 		return false;
@@ -271,11 +323,11 @@ claim_at(const char *schema, const char *pool, bool calls, int limit,
 	values[3] = Int32GetDatum(key->priority);
 	values[4] = TimestampTzGetDatum(key->next_attempt_at);
 	values[5] = Int64GetDatum(key->id);
-	check_spi(SPI_execute_plan(cached_plan(claim_forms[form].plan, schema,
+	check_spi(execute_by_index(cached_plan(claim_forms[form].plan, schema,
 										   psprintf(claim_select, schema, schema, schema,
 													claim_forms[form].tail),
 										   claim_forms[form].nargs, argtypes),
-							   values, NULL, false, 0),
+							   values, false, 0),
 			  SPI_OK_SELECT, "claiming due messages");
 	for (i = 0; i < SPI_processed; i++)
 	{

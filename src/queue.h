@@ -15,6 +15,8 @@
 
 #include "datatype/timestamp.h"
 
+#include "shmem.h"
+
 /* A row of twilio_pools. */
 typedef struct TobPoolConfig
 {
@@ -78,7 +80,12 @@ typedef struct TobRecord
 	TimestampTz next_attempt_at;
 } TobRecord;
 
-extern int	tob_load_pools(const char *schema, TobPoolConfig **pools);
+/*
+ * The rows of twilio_pools: all of them (names NULL), in strcmp's order of
+ * their names, or those of the nnames names (the others are gone).
+ */
+extern int	tob_load_pools(const char *schema, char (*names)[TOB_POOL_NAME_LEN], int nnames,
+						   TobPoolConfig **pools);
 
 /*
  * Lock up to limit due rows of a pool, messages or calls, best first

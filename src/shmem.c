@@ -75,6 +75,7 @@ tob_shmem_startup(void)
 		for (int w = 0; w < TOB_WAKE_BITS / 32; w++)
 			pg_atomic_init_u32(&tob_shared->wake_pools[w], 0);
 		tob_shared->state = TOB_STATE_STOPPED;
+		tob_shared->pools_changed_all = true;
 		pg_atomic_init_u64(&tob_shared->webhooks.requests, 0);
 		pg_atomic_init_u64(&tob_shared->webhooks.accepted, 0);
 		pg_atomic_init_u64(&tob_shared->webhooks.duplicates, 0);

@@ -23,6 +23,7 @@
 #define TOB_MAX_POOLS		256
 #define TOB_WAKE_BITS		1024	/* pools that got rows, by a hash of their name */
 #define TOB_POOL_NAME_LEN	64	/* pool names are 1-63 characters */
+#define TOB_POOLS_CHANGED_MAX 16	/* changed pools named; beyond that, all are read */
 
 typedef enum TobWorkerState
 {
@@ -154,6 +155,15 @@ typedef struct TobSharedState
 	TobPoolSlot calls;			/* the account's calls per second: every call passes it */
 	int			npools;
 	TobPoolSlot pools[TOB_MAX_POOLS];
+
+	/*
+	 * The pools whose rows committed changes name since the worker last
+	 * took them (pool_slots.c), so that it reads only those rows again; or
+	 * all of them, after a TRUNCATE or more changes than there are names.
+	 */
+	int			pools_changed_n;
+	bool		pools_changed_all;
+	char		pools_changed[TOB_POOLS_CHANGED_MAX][TOB_POOL_NAME_LEN];
 
 	/* the webhook listener: listener_pid under `mutex`, counters atomic */
 	pid_t		listener_pid;

@@ -13,11 +13,11 @@
  *
  * Once a second it also looks the extension up (waiting quietly while it
  * does not exist, or while its installed version is not the one this
- * library needs), re-reads twilio_pools, takes back rows left in sending
- * without a request (after a crash, or a failure in the middle of a turn),
- * expires overdue rows, cancels at Twilio the calls twilio_cancel asked
- * for, trims what retention allows, and applies the status callbacks and
- * inbound messages stored in twilio_inbox.
+ * library needs), reads again the rows of twilio_pools that changed, takes
+ * back rows left in sending without a request (after a crash, or a failure
+ * in the middle of a turn), expires overdue rows, cancels at Twilio the
+ * calls twilio_cancel asked for, trims what retention allows, and applies
+ * the status callbacks and inbound messages stored in twilio_inbox.
  *
  * What a turn does with the rows is in dispatch.c; what an answer means, in
  * policy.c; how an ambiguous attempt is looked up, in reconcile.c.
@@ -64,10 +64,46 @@ static char *schema = NULL;		/* quoted, in TopMemoryContext; NULL: not ready */
 static char *skew_version = NULL;	/* the installed version we last said we cannot serve */
 static TimestampTz next_maintenance = 0;
 
-/* twilio_pools is read again when a change commits, and at least this often */
+/*
+ * The rows of twilio_pools that a commit changed are read again (all of
+ * them after a TRUNCATE, or when more changed than shared memory names),
+ * and every row at least this often.  The names taken from shared memory
+ * stay here until a read of them has been synced, so a failed read loses
+ * none.
+ */
 #define POOLS_RELOAD_US		(30 * USECS_PER_SEC)
 static uint64 pools_version_read = 0;
 static TimestampTz pools_read_at = 0;
+static bool pools_read_all = true;
+static int	pools_nasked = 0;
+static char pools_asked[TOB_POOLS_CHANGED_MAX][TOB_POOL_NAME_LEN];
+
+/* Take the names of the changed pools from shared memory (pool_slots.c). */
+static void
+take_pool_changes(void)
+{
+	int			i;
+	int			j;
+
+	LWLockAcquire(tob_shared->lock, LW_EXCLUSIVE);
+	if (tob_shared->pools_changed_all)
+		pools_read_all = true;
+	for (i = 0; i < tob_shared->pools_changed_n && !pools_read_all; i++)
+	{
+		for (j = 0; j < pools_nasked; j++)
+			if (strcmp(pools_asked[j], tob_shared->pools_changed[i]) == 0)
+				break;
+		if (j < pools_nasked)
+			continue;
+		if (pools_nasked == TOB_POOLS_CHANGED_MAX)
+			pools_read_all = true;
+		else
+			strlcpy(pools_asked[pools_nasked++], tob_shared->pools_changed[i], TOB_POOL_NAME_LEN);
+	}
+	tob_shared->pools_changed_n = 0;
+	tob_shared->pools_changed_all = false;
+	LWLockRelease(tob_shared->lock);
+}
 
 void
 tob_register_worker(void)
@@ -233,6 +269,14 @@ maintenance(void)
 	TimestampTz now = GetCurrentTimestamp();
 	uint64		pools_version = pg_atomic_read_u64(&tob_shared->pools_version);
 	bool		read_pools = false;
+	bool		read_all = false;
+
+	/* before the transaction's snapshot, which then sees what they name */
+	if (pools_version != pools_version_read)
+	{
+		take_pool_changes();
+		pools_version_read = pools_version;
+	}
 
 	tob_xact_begin("twilio_outbox: maintenance");
 	found = tob_extension_lookup(&version);
@@ -240,11 +284,11 @@ maintenance(void)
 		found = NULL;
 	if (found != NULL)
 	{
-		/* the version is read before the pools, so a change meanwhile is read next time */
-		read_pools = schema == NULL || strcmp(schema, found) != 0 ||
-			pools_version != pools_version_read || now - pools_read_at >= POOLS_RELOAD_US;
+		read_all = pools_read_all || schema == NULL || strcmp(schema, found) != 0 ||
+			now - pools_read_at >= POOLS_RELOAD_US;
+		read_pools = read_all || pools_nasked > 0;
 		if (read_pools)
-			npools = tob_load_pools(found, &pools);
+			npools = tob_load_pools(found, read_all ? NULL : pools_asked, pools_nasked, &pools);
 		if (sending)
 		{
 			int64	   *own;
@@ -282,9 +326,11 @@ maintenance(void)
 		schema = MemoryContextStrdup(TopMemoryContext, found);
 	if (read_pools)
 	{
-		tob_pools_sync(pools, npools, tob_mono_now());
-		pools_version_read = pools_version;
-		pools_read_at = now;
+		tob_pools_sync(pools, npools, read_all ? NULL : pools_asked, pools_nasked, tob_mono_now());
+		if (read_all)
+			pools_read_at = now;
+		pools_read_all = false;
+		pools_nasked = 0;
 	}
 	if (found != NULL)
 		tob_pools_tick(tob_mono_now());
