@@ -60,16 +60,20 @@ PG_FUNCTION_INFO_V1(twilio_outbox_session_xact_callbacks_1_0);
 static int	wake_callbacks_registered = 0;
 static bool wake_at_commit = false;
 
-static Oid	insert_plan_nsp = InvalidOid;
-static SPIPlanPtr insert_plan = NULL;
+/*
+ * The message insert of the schema in nsp, kept per backend: [true] with
+ * ON CONFLICT (dedup_key) for messages with a dedup_key, [false] without.
+ */
+static struct
+{
+	Oid			nsp;
+	SPIPlanPtr	plan;
+}			insert_plans[2];
+
 static Oid	call_plan_nsp = InvalidOid;
 static SPIPlanPtr call_plan = NULL;
 
-/* the same insert without ON CONFLICT, for messages without a dedup_key */
-static Oid	plain_insert_plan_nsp = InvalidOid;
-static SPIPlanPtr plain_insert_plan = NULL;
-
-/* the schema name of insert_plan_nsp / plain_insert_plan_nsp, for errors */
+/* the schema name of the insert plans' nsp, for errors */
 static char *insert_schema_name = NULL;
 static Oid	insert_schema_nsp = InvalidOid;
 
@@ -482,35 +486,18 @@ prepare_insert_plan(Oid nsp, bool on_conflict)
 }
 
 static SPIPlanPtr
-get_insert_plan(Oid nsp)
+get_insert_plan(Oid nsp, bool on_conflict)
 {
 	SPIPlanPtr	plan;
 
-	if (insert_plan != NULL && insert_plan_nsp == nsp)
-		return insert_plan;
+	if (insert_plans[on_conflict].plan != NULL && insert_plans[on_conflict].nsp == nsp)
+		return insert_plans[on_conflict].plan;
 
-	plan = prepare_insert_plan(nsp, true);
-	if (insert_plan != NULL)
-		SPI_freeplan(insert_plan);
-	insert_plan = plan;
-	insert_plan_nsp = nsp;
-	return plan;
-}
-
-/* The insert for a message without a dedup_key: it cannot conflict. */
-static SPIPlanPtr
-get_plain_insert_plan(Oid nsp)
-{
-	SPIPlanPtr	plan;
-
-	if (plain_insert_plan != NULL && plain_insert_plan_nsp == nsp)
-		return plain_insert_plan;
-
-	plan = prepare_insert_plan(nsp, false);
-	if (plain_insert_plan != NULL)
-		SPI_freeplan(plain_insert_plan);
-	plain_insert_plan = plan;
-	plain_insert_plan_nsp = nsp;
+	plan = prepare_insert_plan(nsp, on_conflict);
+	if (insert_plans[on_conflict].plan != NULL)
+		SPI_freeplan(insert_plans[on_conflict].plan);
+	insert_plans[on_conflict].plan = plan;
+	insert_plans[on_conflict].nsp = nsp;
 	return plan;
 }
 
@@ -626,8 +613,7 @@ tob_enqueue(const TobMessage *msg, Oid nsp)
 	 */
 	for (tries = 0; tries < 3; tries++)
 	{
-		SPIPlanPtr	plan = msg->dedup_key != NULL ?
-			get_insert_plan(nsp) : get_plain_insert_plan(nsp);
+		SPIPlanPtr	plan = get_insert_plan(nsp, msg->dedup_key != NULL);
 		int			rc = execute_insert(plan, values, nulls, msg->pool);
 		Datum		found;
 

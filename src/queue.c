@@ -17,7 +17,6 @@
  */
 #include "postgres.h"
 
-#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -657,7 +656,7 @@ tob_record_cancels(const char *schema, const TobCancel *cancels, int n)
 int
 tob_housekeeping(const char *schema, int retention_s)
 {
-	int			deleted = 0;
+	int			deleted;
 
 	/* timed pauses that are over */
 	check_spi(SPI_execute(psprintf("UPDATE %s.twilio_pools SET paused = false, paused_until = NULL "
