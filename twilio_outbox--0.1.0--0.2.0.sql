@@ -731,6 +731,55 @@ END
 $$;
 
 
+-- API: private
+-- The exact number of pending (queued, retrying, sending) rows by pool and
+-- kind, for twilio_queue_stats: the outbox's triggers append +1/-1 rows in
+-- the transaction that changes a row (src/counts.c); the worker folds them
+-- into one row per (pool, status, kind) every second.  The sum of n over a
+-- (pool, status, kind) is that count as the reader's snapshot sees it.
+CREATE TABLE _twilio_pending_counts (
+	pool			text NOT NULL,
+	status			text NOT NULL,
+	kind			text NOT NULL,
+	n				bigint NOT NULL,
+	segments		bigint NOT NULL
+);
+-- appended to and folded all the time: vacuumed often, so that reads stay short
+ALTER TABLE _twilio_pending_counts SET (autovacuum_vacuum_scale_factor = 0,
+	autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_insert_scale_factor = 0,
+	autovacuum_vacuum_insert_threshold = 10000, autovacuum_vacuum_cost_delay = 0);
+
+-- API: private
+CREATE FUNCTION _twilio_count_pending() RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'twilio_outbox_count_pending_2_0';
+
+-- Only rows that change a count fire (enqueue: one heap insert more).
+-- ENABLE ALWAYS: they fire under session_replication_role = replica too
+-- (logical replication's apply, pg_restore --disable-triggers aside).
+CREATE TRIGGER twilio_outbox_count_insert AFTER INSERT ON twilio_outbox
+	FOR EACH ROW WHEN (NEW.status IN ('queued', 'retrying', 'sending'))
+	EXECUTE FUNCTION _twilio_count_pending();
+CREATE TRIGGER twilio_outbox_count_update AFTER UPDATE OF status, pool, kind, num_segments ON twilio_outbox
+	FOR EACH ROW WHEN ((OLD.status IN ('queued', 'retrying', 'sending') OR NEW.status IN ('queued', 'retrying', 'sending'))
+	                   AND (OLD.status, OLD.pool, OLD.kind, OLD.num_segments)
+	                       IS DISTINCT FROM (NEW.status, NEW.pool, NEW.kind, NEW.num_segments))
+	EXECUTE FUNCTION _twilio_count_pending();
+CREATE TRIGGER twilio_outbox_count_delete AFTER DELETE ON twilio_outbox
+	FOR EACH ROW WHEN (OLD.status IN ('queued', 'retrying', 'sending'))
+	EXECUTE FUNCTION _twilio_count_pending();
+CREATE TRIGGER twilio_outbox_count_truncate AFTER TRUNCATE ON twilio_outbox
+	FOR EACH STATEMENT EXECUTE FUNCTION _twilio_count_pending();
+ALTER TABLE twilio_outbox ENABLE ALWAYS TRIGGER twilio_outbox_count_insert;
+ALTER TABLE twilio_outbox ENABLE ALWAYS TRIGGER twilio_outbox_count_update;
+ALTER TABLE twilio_outbox ENABLE ALWAYS TRIGGER twilio_outbox_count_delete;
+ALTER TABLE twilio_outbox ENABLE ALWAYS TRIGGER twilio_outbox_count_truncate;
+-- the rows pending now (no one writes the outbox while the triggers are being created)
+INSERT INTO _twilio_pending_counts (pool, status, kind, n, segments)
+SELECT o.pool, o.status, o.kind, pg_catalog.count(*), pg_catalog.sum(o.num_segments)
+  FROM twilio_outbox o WHERE o.status IN ('queued', 'retrying', 'sending')
+ GROUP BY 1, 2, 3;
+
 -- The views count calls too, and count exactly from an index (issue 14).
 DROP VIEW twilio_queue_stats;
 DROP FUNCTION _twilio_queue_stats();
@@ -760,8 +809,9 @@ AS 'MODULE_PATHNAME', 'twilio_outbox_outbox_counts_2_0';
 -- The query behind twilio_queue_stats.  A function so that it can carry SET
 -- jit = off (the planner's guesses over a large outbox would otherwise pay
 -- for JIT compilation on every poll) and run as its owner.  Per pool:
--- queued, retrying, sending, calls_pending and the pending segments, and the
--- sent and failed rows of the last hour and minute, are exact counts from
+-- queued, retrying, sending, calls_pending and the pending segments are sums
+-- over _twilio_pending_counts (a few rows per pool, however long the queue);
+-- the sent and failed rows of the last hour and minute are exact counts from
 -- _twilio_outbox_counts (the rows counted plus a few index descents, never
 -- the rest of the table); oldest_queued_age is one descent of the same index
 -- per kind; retrying_by_reason reads the retrying rows themselves.
@@ -780,13 +830,13 @@ AS $$
 	SELECT p.name AS pool,
 	       p.mps,
 	       p.paused AND (p.paused_until IS NULL OR p.paused_until > pg_catalog.now()) AS paused,
-	       a.queued,
-	       a.retrying,
-	       a.sending,
+	       COALESCE(a.queued, 0)::bigint AS queued,
+	       COALESCE(a.retrying, 0)::bigint AS retrying,
+	       COALESCE(a.sending, 0)::bigint AS sending,
 	       m.sent_last_minute,
 	       h.failed_last_hour,
 	       pg_catalog.now() OPERATOR(pg_catalog.-) d.oldest_due AS oldest_queued_age,
-	       pg_catalog.make_interval(secs => a.pending_segments
+	       pg_catalog.make_interval(secs => COALESCE(a.pending_segments, 0)
 	           OPERATOR(pg_catalog./) COALESCE(w.effective_mps::numeric, p.mps)) AS est_drain_time,
 	       h.sent_last_hour,
 	       COALESCE(r.by_reason, '{}') AS retrying_by_reason,
@@ -794,16 +844,18 @@ AS $$
 	       w.effective_mps,
 	       p.paused_until,
 	       w.paused_until AS throttled_until,
-	       a.calls_pending,
+	       COALESCE(a.calls_pending, 0)::bigint AS calls_pending,
 	       h.calls_sent_last_hour
 	  FROM @extschema@.twilio_pools p
-	  CROSS JOIN LATERAL (
-	        SELECT COALESCE(pg_catalog.sum(c.n) FILTER (WHERE c.status = 'queued'), 0)::bigint AS queued,
-	               COALESCE(pg_catalog.sum(c.n) FILTER (WHERE c.status = 'retrying'), 0)::bigint AS retrying,
-	               COALESCE(pg_catalog.sum(c.n) FILTER (WHERE c.status = 'sending'), 0)::bigint AS sending,
-	               COALESCE(pg_catalog.sum(c.segments), 0) AS pending_segments,
-	               COALESCE(pg_catalog.sum(c.n) FILTER (WHERE c.kind = 'call'), 0)::bigint AS calls_pending
-	          FROM @extschema@._twilio_outbox_counts(p.name, '{queued,retrying,sending}', NULL) c) a
+	  LEFT JOIN (
+	        SELECT c.pool,
+	               pg_catalog.sum(c.n) FILTER (WHERE c.status = 'queued') AS queued,
+	               pg_catalog.sum(c.n) FILTER (WHERE c.status = 'retrying') AS retrying,
+	               pg_catalog.sum(c.n) FILTER (WHERE c.status = 'sending') AS sending,
+	               pg_catalog.sum(c.segments) AS pending_segments,
+	               pg_catalog.sum(c.n) FILTER (WHERE c.kind = 'call') AS calls_pending
+	          FROM @extschema@._twilio_pending_counts c
+	         GROUP BY c.pool) a ON a.pool = p.name
 	  CROSS JOIN LATERAL (
 	        SELECT COALESCE(pg_catalog.sum(c.n) FILTER (WHERE c.status = 'sent'), 0)::bigint AS sent_last_hour,
 	               COALESCE(pg_catalog.sum(c.n) FILTER (WHERE c.status = 'failed'), 0)::bigint AS failed_last_hour,
@@ -973,6 +1025,8 @@ REVOKE ALL ON FUNCTION
 	_twilio_delivery_stats()
 	FROM PUBLIC;
 REVOKE ALL ON twilio_queue_stats, twilio_error_stats, twilio_delivery_stats, twilio_webhook_stats FROM PUBLIC;
+REVOKE ALL ON TABLE _twilio_pending_counts FROM PUBLIC;
+REVOKE ALL ON FUNCTION _twilio_count_pending() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
 	twilio_enqueue_call(text, text, text, text, timestamptz, interval, integer, text, text, jsonb),
 	twilio_enqueue_call_trigger()

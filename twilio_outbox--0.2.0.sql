@@ -241,6 +241,50 @@ CREATE INDEX twilio_outbox_finished_idx ON twilio_outbox (finished_at)
 	WHERE status IN ('sent', 'failed', 'expired', 'canceled');
 
 -- API: private
+-- The exact number of pending (queued, retrying, sending) rows by pool and
+-- kind, for twilio_queue_stats: the outbox's triggers append +1/-1 rows in
+-- the transaction that changes a row (src/counts.c); the worker folds them
+-- into one row per (pool, status, kind) every second.  The sum of n over a
+-- (pool, status, kind) is that count as the reader's snapshot sees it.
+CREATE TABLE _twilio_pending_counts (
+	pool			text NOT NULL,
+	status			text NOT NULL,
+	kind			text NOT NULL,
+	n				bigint NOT NULL,
+	segments		bigint NOT NULL
+);
+-- appended to and folded all the time: vacuumed often, so that reads stay short
+ALTER TABLE _twilio_pending_counts SET (autovacuum_vacuum_scale_factor = 0,
+	autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_insert_scale_factor = 0,
+	autovacuum_vacuum_insert_threshold = 10000, autovacuum_vacuum_cost_delay = 0);
+
+-- API: private
+CREATE FUNCTION _twilio_count_pending() RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'twilio_outbox_count_pending_2_0';
+
+-- Only rows that change a count fire (enqueue: one heap insert more).
+-- ENABLE ALWAYS: they fire under session_replication_role = replica too
+-- (logical replication's apply, pg_restore --disable-triggers aside).
+CREATE TRIGGER twilio_outbox_count_insert AFTER INSERT ON twilio_outbox
+	FOR EACH ROW WHEN (NEW.status IN ('queued', 'retrying', 'sending'))
+	EXECUTE FUNCTION _twilio_count_pending();
+CREATE TRIGGER twilio_outbox_count_update AFTER UPDATE OF status, pool, kind, num_segments ON twilio_outbox
+	FOR EACH ROW WHEN ((OLD.status IN ('queued', 'retrying', 'sending') OR NEW.status IN ('queued', 'retrying', 'sending'))
+	                   AND (OLD.status, OLD.pool, OLD.kind, OLD.num_segments)
+	                       IS DISTINCT FROM (NEW.status, NEW.pool, NEW.kind, NEW.num_segments))
+	EXECUTE FUNCTION _twilio_count_pending();
+CREATE TRIGGER twilio_outbox_count_delete AFTER DELETE ON twilio_outbox
+	FOR EACH ROW WHEN (OLD.status IN ('queued', 'retrying', 'sending'))
+	EXECUTE FUNCTION _twilio_count_pending();
+CREATE TRIGGER twilio_outbox_count_truncate AFTER TRUNCATE ON twilio_outbox
+	FOR EACH STATEMENT EXECUTE FUNCTION _twilio_count_pending();
+ALTER TABLE twilio_outbox ENABLE ALWAYS TRIGGER twilio_outbox_count_insert;
+ALTER TABLE twilio_outbox ENABLE ALWAYS TRIGGER twilio_outbox_count_update;
+ALTER TABLE twilio_outbox ENABLE ALWAYS TRIGGER twilio_outbox_count_delete;
+ALTER TABLE twilio_outbox ENABLE ALWAYS TRIGGER twilio_outbox_count_truncate;
+
+-- API: private
 -- Every failed attempt of the last hour (and a little more), for
 -- twilio_error_stats: a row's own columns keep only its latest error.
 CREATE TABLE _twilio_attempt_errors (
@@ -556,8 +600,9 @@ AS 'MODULE_PATHNAME', 'twilio_outbox_outbox_counts_2_0';
 -- The query behind twilio_queue_stats.  A function so that it can carry SET
 -- jit = off (the planner's guesses over a large outbox would otherwise pay
 -- for JIT compilation on every poll) and run as its owner.  Per pool:
--- queued, retrying, sending, calls_pending and the pending segments, and the
--- sent and failed rows of the last hour and minute, are exact counts from
+-- queued, retrying, sending, calls_pending and the pending segments are sums
+-- over _twilio_pending_counts (a few rows per pool, however long the queue);
+-- the sent and failed rows of the last hour and minute are exact counts from
 -- _twilio_outbox_counts (the rows counted plus a few index descents, never
 -- the rest of the table); oldest_queued_age is one descent of the same index
 -- per kind; retrying_by_reason reads the retrying rows themselves.
@@ -576,13 +621,13 @@ AS $$
 	SELECT p.name AS pool,
 	       p.mps,
 	       p.paused AND (p.paused_until IS NULL OR p.paused_until > pg_catalog.now()) AS paused,
-	       a.queued,
-	       a.retrying,
-	       a.sending,
+	       COALESCE(a.queued, 0)::bigint AS queued,
+	       COALESCE(a.retrying, 0)::bigint AS retrying,
+	       COALESCE(a.sending, 0)::bigint AS sending,
 	       m.sent_last_minute,
 	       h.failed_last_hour,
 	       pg_catalog.now() OPERATOR(pg_catalog.-) d.oldest_due AS oldest_queued_age,
-	       pg_catalog.make_interval(secs => a.pending_segments
+	       pg_catalog.make_interval(secs => COALESCE(a.pending_segments, 0)
 	           OPERATOR(pg_catalog./) COALESCE(w.effective_mps::numeric, p.mps)) AS est_drain_time,
 	       h.sent_last_hour,
 	       COALESCE(r.by_reason, '{}') AS retrying_by_reason,
@@ -590,16 +635,18 @@ AS $$
 	       w.effective_mps,
 	       p.paused_until,
 	       w.paused_until AS throttled_until,
-	       a.calls_pending,
+	       COALESCE(a.calls_pending, 0)::bigint AS calls_pending,
 	       h.calls_sent_last_hour
 	  FROM @extschema@.twilio_pools p
-	  CROSS JOIN LATERAL (
-	        SELECT COALESCE(pg_catalog.sum(c.n) FILTER (WHERE c.status = 'queued'), 0)::bigint AS queued,
-	               COALESCE(pg_catalog.sum(c.n) FILTER (WHERE c.status = 'retrying'), 0)::bigint AS retrying,
-	               COALESCE(pg_catalog.sum(c.n) FILTER (WHERE c.status = 'sending'), 0)::bigint AS sending,
-	               COALESCE(pg_catalog.sum(c.segments), 0) AS pending_segments,
-	               COALESCE(pg_catalog.sum(c.n) FILTER (WHERE c.kind = 'call'), 0)::bigint AS calls_pending
-	          FROM @extschema@._twilio_outbox_counts(p.name, '{queued,retrying,sending}', NULL) c) a
+	  LEFT JOIN (
+	        SELECT c.pool,
+	               pg_catalog.sum(c.n) FILTER (WHERE c.status = 'queued') AS queued,
+	               pg_catalog.sum(c.n) FILTER (WHERE c.status = 'retrying') AS retrying,
+	               pg_catalog.sum(c.n) FILTER (WHERE c.status = 'sending') AS sending,
+	               pg_catalog.sum(c.segments) AS pending_segments,
+	               pg_catalog.sum(c.n) FILTER (WHERE c.kind = 'call') AS calls_pending
+	          FROM @extschema@._twilio_pending_counts c
+	         GROUP BY c.pool) a ON a.pool = p.name
 	  CROSS JOIN LATERAL (
 	        SELECT COALESCE(pg_catalog.sum(c.n) FILTER (WHERE c.status = 'sent'), 0)::bigint AS sent_last_hour,
 	               COALESCE(pg_catalog.sum(c.n) FILTER (WHERE c.status = 'failed'), 0)::bigint AS failed_last_hour,
@@ -1039,7 +1086,7 @@ COMMENT ON VIEW twilio_delivery_stats IS
 ------------------------------------------------------------------------
 
 REVOKE ALL ON TABLE twilio_pools, twilio_outbox, _twilio_attempt_errors, twilio_inbox,
-	twilio_opt_outs, _twilio_opt_out_keywords FROM PUBLIC;
+	twilio_opt_outs, _twilio_opt_out_keywords, _twilio_pending_counts FROM PUBLIC;
 REVOKE ALL ON FUNCTION
 	_twilio_sender_form(text), _twilio_pools_validate(), _twilio_pools_guard_delete(),
 	twilio_enqueue(text, text, text, text[], timestamptz, interval, integer, text, text, jsonb),
@@ -1047,7 +1094,7 @@ REVOKE ALL ON FUNCTION
 	twilio_enqueue_trigger(), _twilio_check_trigger(oid, regprocedure), _twilio_on_create_trigger(),
 	_twilio_worker_status(), _twilio_pool_status(), _twilio_check_pool(text), _twilio_queue_stats(),
 	_twilio_outbox_counts(text, text[], timestamptz), _twilio_error_stats(), _twilio_webhook_stats(),
-	_twilio_delivery_stats(),
+	_twilio_delivery_stats(), _twilio_count_pending(),
 	twilio_pool_pause(text, timestamptz), twilio_pool_resume(text),
 	twilio_retry_failed(text, timestamptz), _twilio_delivery_rank(text), _twilio_apply_inbox(integer),
 	twilio_ingest_callback(text, jsonb, text, text, text), _twilio_webhook_counters(),

@@ -18,6 +18,18 @@
  * finished_at > after, so the cost is the rows counted plus one descent a
  * pair, whatever the size of the rest of the table and the number of pools.
  *
+ * _twilio_count_pending(), the outbox's row triggers, keeps the pending
+ * rows' counts in _twilio_pending_counts instead: every insert, update or
+ * delete that moves a row into or out of queued, retrying or sending (or
+ * changes the pool, kind or segments of a pending row) appends a row of
+ * +1/-1 for (pool, status, kind) in the same transaction, so that any
+ * snapshot sees counts that add up to exactly the pending rows it sees.
+ * Nobody updates a counts row (no lock is ever waited for: concurrent
+ * enqueues never queue behind each other); the worker folds the appended
+ * rows into one per (pool, status, kind) every second (tob_housekeeping).
+ * The tuple goes straight into the heap (the table has no index and no
+ * trigger): on the enqueue path this costs a heap insert, not a query.
+ *
  * Copyright (c) 2026, twilio_outbox developers
  *
  * IDENTIFICATION
@@ -35,8 +47,12 @@
 #include "access/tableam.h"
 #include "access/visibilitymap.h"
 #include "access/xact.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -53,6 +69,7 @@
 #include "utils/tuplestore.h"
 
 PG_FUNCTION_INFO_V1(twilio_outbox_outbox_counts_2_0);
+PG_FUNCTION_INFO_V1(twilio_outbox_count_pending_2_0);
 
 /* the columns the index must have, in this order */
 static const char *const index_columns[] = {
@@ -195,4 +212,102 @@ twilio_outbox_outbox_counts_2_0(PG_FUNCTION_ARGS)
 	index_close(index, AccessShareLock);
 	table_close(heap, AccessShareLock);
 	PG_RETURN_NULL();
+}
+
+static bool
+is_pending(const char *status)
+{
+	return strcmp(status, "queued") == 0 || strcmp(status, "retrying") == 0 ||
+		strcmp(status, "sending") == 0;
+}
+
+/* append (pool, status, kind, sign, sign * num_segments) when the row is pending */
+static void
+count_row(Relation outbox, HeapTuple row, Relation counts, int sign)
+{
+	TupleDesc	desc = RelationGetDescr(outbox);
+	bool		isnull;
+	Datum		status;
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
+	Datum		seg;
+	HeapTuple	tup;
+	char	   *status_str;
+
+	status = heap_getattr(row, SPI_fnumber(desc, "status"), desc, &isnull);
+	if (isnull)
+		return;
+	status_str = TextDatumGetCString(status);
+	if (!is_pending(status_str))
+		return;
+	values[0] = heap_getattr(row, SPI_fnumber(desc, "pool"), desc, &nulls[0]);
+	values[1] = status;
+	values[2] = heap_getattr(row, SPI_fnumber(desc, "kind"), desc, &nulls[2]);
+	values[3] = Int64GetDatum(sign);
+	seg = heap_getattr(row, SPI_fnumber(desc, "num_segments"), desc, &isnull);
+	values[4] = Int64GetDatum(isnull ? 0 : (int64) sign * DatumGetInt32(seg));
+	if (nulls[0] || nulls[2])
+		return;					/* the table's NOT NULLs make this impossible */
+	tup = heap_form_tuple(RelationGetDescr(counts), values, nulls);
+	simple_heap_insert(counts, tup);
+	heap_freetuple(tup);
+}
+
+/*
+ * _twilio_count_pending() RETURNS trigger: AFTER INSERT, UPDATE or DELETE
+ * FOR EACH ROW (their WHEN clauses leave out rows that change no count),
+ * and AFTER TRUNCATE FOR EACH STATEMENT, on twilio_outbox.
+ */
+Datum
+twilio_outbox_count_pending_2_0(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	Relation	outbox;
+	Oid			countsoid;
+	Relation	counts;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("_twilio_count_pending() must be called as an AFTER trigger")));
+	outbox = td->tg_relation;
+	countsoid = get_relname_relid("_twilio_pending_counts", RelationGetNamespace(outbox));
+	if (!OidIsValid(countsoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table _twilio_pending_counts not found")));
+
+	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+	{
+		/* no pending rows left: neither are their counts */
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (SPI_execute(psprintf("DELETE FROM %s._twilio_pending_counts",
+								 quote_identifier(get_namespace_name(RelationGetNamespace(outbox)))),
+						false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "emptying _twilio_pending_counts failed");
+		SPI_finish();
+		return PointerGetDatum(NULL);
+	}
+	if (!TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("_twilio_count_pending() must be called FOR EACH ROW or on TRUNCATE")));
+
+	counts = table_open(countsoid, RowExclusiveLock);
+	if (RelationGetDescr(counts)->natts != 5)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table _twilio_pending_counts has an unexpected definition")));
+	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
+		count_row(outbox, td->tg_trigtuple, counts, 1);
+	else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
+		count_row(outbox, td->tg_trigtuple, counts, -1);
+	else
+	{
+		count_row(outbox, td->tg_trigtuple, counts, -1);
+		count_row(outbox, td->tg_newtuple, counts, 1);
+	}
+	table_close(counts, NoLock);
+	return PointerGetDatum(NULL);
 }

@@ -723,6 +723,22 @@ tob_housekeeping(const char *schema, int retention_s)
 			  SPI_OK_DELETE, "trimming the error log");
 
 	/*
+	 * The pending counts' +1/-1 rows (src/counts.c), folded into one row per
+	 * (pool, status, kind); rows of transactions still open stay as they
+	 * are, and a group whose count is back to zero goes.
+	 */
+	check_spi(SPI_execute(psprintf("WITH g AS (SELECT pool, status, kind FROM %s._twilio_pending_counts"
+								   " GROUP BY 1, 2, 3 HAVING count(*) > 1 OR (sum(n) = 0 AND sum(segments) = 0)),"
+								   " d AS (DELETE FROM %s._twilio_pending_counts c USING g"
+								   " WHERE c.pool = g.pool AND c.status = g.status AND c.kind = g.kind"
+								   " RETURNING c.pool, c.status, c.kind, c.n, c.segments) "
+								   "INSERT INTO %s._twilio_pending_counts (pool, status, kind, n, segments) "
+								   "SELECT pool, status, kind, sum(n), sum(segments) FROM d GROUP BY 1, 2, 3"
+								   " HAVING sum(n) <> 0 OR sum(segments) <> 0", schema, schema, schema),
+						  false, 0),
+			  SPI_OK_INSERT, "folding the pending counts");
+
+	/*
 	 * Finished rows past retention: batches of about TOB_RETENTION_STATEMENT_MS
 	 * each, until none is left or TOB_RETENTION_ROUND_MS have passed, so one
 	 * call deletes what finished in the second before (a send rate of
