@@ -795,12 +795,12 @@ CREATE INDEX twilio_outbox_pool_status_idx ON twilio_outbox (pool, status, kind,
 
 -- API: private
 -- Exact counts of one pool's rows by status and kind (those that finished
--- after `after`, when it is not null) and the sum of their segments, read
--- from twilio_outbox_pool_status_idx like an index-only scan but a few times
--- faster (src/counts.c): the monitoring views count millions of pending rows
--- every poll.  One row per status and kind (message, call).
+-- after `after`, when it is not null) and, when with_segments, the sum of
+-- their segments, read from twilio_outbox_pool_status_idx like an index-only
+-- scan, without the executor's cost per row (src/counts.c).  One row per
+-- status and kind (message, call).
 CREATE FUNCTION _twilio_outbox_counts(pool text, statuses text[], after timestamptz,
-	OUT status text, OUT kind text, OUT n bigint, OUT segments bigint)
+	with_segments boolean, OUT status text, OUT kind text, OUT n bigint, OUT segments bigint)
 RETURNS SETOF record
 LANGUAGE c STABLE ROWS 6
 AS 'MODULE_PATHNAME', 'twilio_outbox_outbox_counts_2_0';
@@ -862,12 +862,12 @@ AS $$
 	               COALESCE(pg_catalog.sum(c.n) FILTER (WHERE c.status = 'sent' AND c.kind = 'call'), 0)::bigint
 	                   AS calls_sent_last_hour
 	          FROM @extschema@._twilio_outbox_counts(p.name, '{sent,failed}',
-	                   pg_catalog.now() - interval '1 hour') c) h
+	                   pg_catalog.now() - interval '1 hour', false) c) h
 	  CROSS JOIN LATERAL (
 	        SELECT COALESCE(pg_catalog.sum(c.n), 0)::bigint AS sent_last_minute,
 	               COALESCE(pg_catalog.sum(c.segments), 0) AS segments_last_minute
 	          FROM @extschema@._twilio_outbox_counts(p.name, '{sent}',
-	                   pg_catalog.now() - interval '1 minute') c) m
+	                   pg_catalog.now() - interval '1 minute', true) c) m
 	  CROSS JOIN LATERAL (
 	        SELECT LEAST(
 	                   (SELECT o.next_attempt_at FROM @extschema@.twilio_outbox o
@@ -1021,7 +1021,7 @@ COMMENT ON VIEW twilio_delivery_stats IS
 REVOKE ALL ON FUNCTION
 	twilio_enqueue_call(text, text, text, text, timestamptz, interval, integer, text, text, jsonb),
 	twilio_enqueue_call_trigger(), _twilio_call_status_rank(text), _twilio_queue_stats(),
-	_twilio_outbox_counts(text, text[], timestamptz), _twilio_error_stats(), _twilio_webhook_stats(),
+	_twilio_outbox_counts(text, text[], timestamptz, boolean), _twilio_error_stats(), _twilio_webhook_stats(),
 	_twilio_delivery_stats()
 	FROM PUBLIC;
 REVOKE ALL ON twilio_queue_stats, twilio_error_stats, twilio_delivery_stats, twilio_webhook_stats FROM PUBLIC;

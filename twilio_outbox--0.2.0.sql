@@ -586,12 +586,12 @@ COMMENT ON VIEW twilio_worker_status IS 'Live state of the twilio_outbox worker:
 
 -- API: private
 -- Exact counts of one pool's rows by status and kind (those that finished
--- after `after`, when it is not null) and the sum of their segments, read
--- from twilio_outbox_pool_status_idx like an index-only scan but a few times
--- faster (src/counts.c): the monitoring views count millions of pending rows
--- every poll.  One row per status and kind (message, call).
+-- after `after`, when it is not null) and, when with_segments, the sum of
+-- their segments, read from twilio_outbox_pool_status_idx like an index-only
+-- scan, without the executor's cost per row (src/counts.c).  One row per
+-- status and kind (message, call).
 CREATE FUNCTION _twilio_outbox_counts(pool text, statuses text[], after timestamptz,
-	OUT status text, OUT kind text, OUT n bigint, OUT segments bigint)
+	with_segments boolean, OUT status text, OUT kind text, OUT n bigint, OUT segments bigint)
 RETURNS SETOF record
 LANGUAGE c STABLE ROWS 6
 AS 'MODULE_PATHNAME', 'twilio_outbox_outbox_counts_2_0';
@@ -653,12 +653,12 @@ AS $$
 	               COALESCE(pg_catalog.sum(c.n) FILTER (WHERE c.status = 'sent' AND c.kind = 'call'), 0)::bigint
 	                   AS calls_sent_last_hour
 	          FROM @extschema@._twilio_outbox_counts(p.name, '{sent,failed}',
-	                   pg_catalog.now() - interval '1 hour') c) h
+	                   pg_catalog.now() - interval '1 hour', false) c) h
 	  CROSS JOIN LATERAL (
 	        SELECT COALESCE(pg_catalog.sum(c.n), 0)::bigint AS sent_last_minute,
 	               COALESCE(pg_catalog.sum(c.segments), 0) AS segments_last_minute
 	          FROM @extschema@._twilio_outbox_counts(p.name, '{sent}',
-	                   pg_catalog.now() - interval '1 minute') c) m
+	                   pg_catalog.now() - interval '1 minute', true) c) m
 	  CROSS JOIN LATERAL (
 	        SELECT LEAST(
 	                   (SELECT o.next_attempt_at FROM @extschema@.twilio_outbox o
@@ -1093,7 +1093,7 @@ REVOKE ALL ON FUNCTION
 	twilio_cancel(bigint), twilio_retry(bigint), _twilio_wake_at_commit(), _twilio_session_xact_callbacks(),
 	twilio_enqueue_trigger(), _twilio_check_trigger(oid, regprocedure), _twilio_on_create_trigger(),
 	_twilio_worker_status(), _twilio_pool_status(), _twilio_check_pool(text), _twilio_queue_stats(),
-	_twilio_outbox_counts(text, text[], timestamptz), _twilio_error_stats(), _twilio_webhook_stats(),
+	_twilio_outbox_counts(text, text[], timestamptz, boolean), _twilio_error_stats(), _twilio_webhook_stats(),
 	_twilio_delivery_stats(), _twilio_count_pending(),
 	twilio_pool_pause(text, timestamptz), twilio_pool_resume(text),
 	twilio_retry_failed(text, timestamptz), _twilio_delivery_rank(text), _twilio_apply_inbox(integer),
