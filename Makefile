@@ -6,7 +6,7 @@ OBJS       = src/twilio_outbox.o src/settings.o src/shmem.o src/bgworker.o \
              src/queue.o src/http.o src/pacing.o src/form.o src/response.o \
              src/enqueue.o src/trigger.o src/validate.o src/segments.o src/status.o \
              src/signature.o src/inbox.o src/ingest.o src/listener.o src/pool_slots.o \
-             src/retention.o
+             src/retention.o src/counts.o
 DATA       = $(wildcard $(EXTENSION)--*.sql)
 PGFILEDESC = "twilio_outbox - transactional outbox delivering messages via Twilio"
 

@@ -232,13 +232,62 @@ CREATE INDEX twilio_outbox_expiry_idx ON twilio_outbox (expires_at)
 	WHERE status IN ('queued', 'retrying') AND expires_at IS NOT NULL;
 -- Reconciliation (a sid already on a row never matches another) and status callbacks.
 CREATE INDEX twilio_outbox_sid_idx ON twilio_outbox (twilio_sid) WHERE twilio_sid IS NOT NULL;
--- Per-pool counts and recent finishes for the views, and the foreign key's lookups.
-CREATE INDEX twilio_outbox_pool_status_idx ON twilio_outbox (pool, status, finished_at);
+-- Per-pool counts and recent finishes for the views (counted by
+-- _twilio_outbox_counts, src/counts.c, as an index-only scan: every column
+-- the views need of a pending or recently finished row is here; none of them
+-- changes without status changing too, so no update that could be HOT stops
+-- being HOT), and the foreign key's lookups.
+CREATE INDEX twilio_outbox_pool_status_idx ON twilio_outbox (pool, status, kind, finished_at, next_attempt_at)
+	INCLUDE (num_segments);
 -- The worker's once-a-second sweep for rows left in sending without a request.
 CREATE INDEX twilio_outbox_sending_idx ON twilio_outbox (id) WHERE status = 'sending';
 -- Retention: the oldest finished rows, deleted by the worker in small batches.
 CREATE INDEX twilio_outbox_finished_idx ON twilio_outbox (finished_at)
 	WHERE status IN ('sent', 'failed', 'expired', 'canceled');
+
+-- API: private
+-- The exact number of pending (queued, retrying, sending) rows by pool and
+-- kind, for twilio_queue_stats: the outbox's triggers append +1/-1 rows in
+-- the transaction that changes a row (src/counts.c); the worker folds them
+-- into one row per (pool, status, kind) every second.  The sum of n over a
+-- (pool, status, kind) is that count as the reader's snapshot sees it.
+CREATE TABLE _twilio_pending_counts (
+	pool			text NOT NULL,
+	status			text NOT NULL,
+	kind			text NOT NULL,
+	n				bigint NOT NULL,
+	segments		bigint NOT NULL
+);
+-- appended to and folded all the time: vacuumed often, so that reads stay short
+ALTER TABLE _twilio_pending_counts SET (autovacuum_vacuum_scale_factor = 0,
+	autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_insert_scale_factor = 0,
+	autovacuum_vacuum_insert_threshold = 10000, autovacuum_vacuum_cost_delay = 0);
+
+-- API: private
+CREATE FUNCTION _twilio_count_pending() RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'twilio_outbox_count_pending_2_0';
+
+-- Only rows that change a count fire (enqueue: one heap insert more).
+-- ENABLE ALWAYS: they fire under session_replication_role = replica too
+-- (logical replication's apply, pg_restore --disable-triggers aside).
+CREATE TRIGGER twilio_outbox_count_insert AFTER INSERT ON twilio_outbox
+	FOR EACH ROW WHEN (NEW.status IN ('queued', 'retrying', 'sending'))
+	EXECUTE FUNCTION _twilio_count_pending();
+CREATE TRIGGER twilio_outbox_count_update AFTER UPDATE OF status, pool, kind, num_segments ON twilio_outbox
+	FOR EACH ROW WHEN ((OLD.status IN ('queued', 'retrying', 'sending') OR NEW.status IN ('queued', 'retrying', 'sending'))
+	                   AND (OLD.status, OLD.pool, OLD.kind, OLD.num_segments)
+	                       IS DISTINCT FROM (NEW.status, NEW.pool, NEW.kind, NEW.num_segments))
+	EXECUTE FUNCTION _twilio_count_pending();
+CREATE TRIGGER twilio_outbox_count_delete AFTER DELETE ON twilio_outbox
+	FOR EACH ROW WHEN (OLD.status IN ('queued', 'retrying', 'sending'))
+	EXECUTE FUNCTION _twilio_count_pending();
+CREATE TRIGGER twilio_outbox_count_truncate AFTER TRUNCATE ON twilio_outbox
+	FOR EACH STATEMENT EXECUTE FUNCTION _twilio_count_pending();
+ALTER TABLE twilio_outbox ENABLE ALWAYS TRIGGER twilio_outbox_count_insert;
+ALTER TABLE twilio_outbox ENABLE ALWAYS TRIGGER twilio_outbox_count_update;
+ALTER TABLE twilio_outbox ENABLE ALWAYS TRIGGER twilio_outbox_count_delete;
+ALTER TABLE twilio_outbox ENABLE ALWAYS TRIGGER twilio_outbox_count_truncate;
 
 -- API: private
 -- Every failed attempt of the last hour (and a little more), for
@@ -541,10 +590,27 @@ CREATE VIEW twilio_worker_status AS
 COMMENT ON VIEW twilio_worker_status IS 'Live state of the twilio_outbox worker: concurrency window, holds, counters, and per pool rates in pools';
 
 -- API: private
--- The query behind twilio_queue_stats.  A function only so that it can carry
--- SET jit = off: twilio_pools is tiny and rarely analyzed, the planner then
--- guesses hundreds of pools, and JIT compilation would cost ~300 ms on every
--- poll of a query that takes ~20 ms on a 1,000,000-row outbox.
+-- Exact counts of one pool's rows by status and kind (those that finished
+-- after `after`, when it is not null) and, when with_segments, the sum of
+-- their segments, read from twilio_outbox_pool_status_idx like an index-only
+-- scan, without the executor's cost per row (src/counts.c).  One row per
+-- status and kind (message, call).
+CREATE FUNCTION _twilio_outbox_counts(pool text, statuses text[], after timestamptz,
+	with_segments boolean, OUT status text, OUT kind text, OUT n bigint, OUT segments bigint)
+RETURNS SETOF record
+LANGUAGE c STABLE ROWS 6
+AS 'MODULE_PATHNAME', 'twilio_outbox_outbox_counts_2_0';
+
+-- API: private
+-- The query behind twilio_queue_stats.  A function so that it can carry SET
+-- jit = off (the planner's guesses over a large outbox would otherwise pay
+-- for JIT compilation on every poll) and run as its owner.  Per pool:
+-- queued, retrying, sending, calls_pending and the pending segments are sums
+-- over _twilio_pending_counts (a few rows per pool, however long the queue);
+-- the sent and failed rows of the last hour and minute are exact counts from
+-- _twilio_outbox_counts (the rows counted plus a few index descents, never
+-- the rest of the table); oldest_queued_age is one descent of the same index
+-- per kind; retrying_by_reason reads the retrying rows themselves.
 CREATE FUNCTION _twilio_queue_stats(
 	OUT pool text, OUT mps numeric, OUT paused boolean, OUT queued bigint,
 	OUT retrying bigint, OUT sending bigint, OUT sent_last_minute bigint,
@@ -560,44 +626,54 @@ AS $$
 	SELECT p.name AS pool,
 	       p.mps,
 	       p.paused AND (p.paused_until IS NULL OR p.paused_until > pg_catalog.now()) AS paused,
-	       COALESCE(a.queued, 0) AS queued,
-	       COALESCE(a.retrying, 0) AS retrying,
-	       COALESCE(a.sending, 0) AS sending,
-	       f.sent_last_minute,
-	       f.failed_last_hour,
-	       pg_catalog.now() OPERATOR(pg_catalog.-) a.oldest_due AS oldest_queued_age,
+	       COALESCE(a.queued, 0)::bigint AS queued,
+	       COALESCE(a.retrying, 0)::bigint AS retrying,
+	       COALESCE(a.sending, 0)::bigint AS sending,
+	       m.sent_last_minute,
+	       h.failed_last_hour,
+	       pg_catalog.now() OPERATOR(pg_catalog.-) d.oldest_due AS oldest_queued_age,
 	       pg_catalog.make_interval(secs => COALESCE(a.pending_segments, 0)
 	           OPERATOR(pg_catalog./) COALESCE(w.effective_mps::numeric, p.mps)) AS est_drain_time,
-	       f.sent_last_hour,
+	       h.sent_last_hour,
 	       COALESCE(r.by_reason, '{}') AS retrying_by_reason,
-	       pg_catalog.round(f.segments_last_minute::numeric / 60, 3) AS observed_mps,
+	       pg_catalog.round(m.segments_last_minute::numeric / 60, 3) AS observed_mps,
 	       w.effective_mps,
 	       p.paused_until,
 	       w.paused_until AS throttled_until,
-	       COALESCE(a.calls_pending, 0) AS calls_pending,
-	       COALESCE(f.calls_sent_last_hour, 0) AS calls_sent_last_hour
+	       COALESCE(a.calls_pending, 0)::bigint AS calls_pending,
+	       h.calls_sent_last_hour
 	  FROM @extschema@.twilio_pools p
-	  LEFT JOIN LATERAL (
-	        SELECT pg_catalog.count(*) FILTER (WHERE o.status = 'queued') AS queued,
-	               pg_catalog.count(*) FILTER (WHERE o.status = 'retrying') AS retrying,
-	               pg_catalog.count(*) FILTER (WHERE o.status = 'sending') AS sending,
-	               pg_catalog.min(o.next_attempt_at) FILTER (WHERE o.status = 'queued'
-	                   AND o.next_attempt_at <= pg_catalog.now()) AS oldest_due,
-	               pg_catalog.sum(o.num_segments) AS pending_segments,
-	               pg_catalog.count(*) FILTER (WHERE o.kind = 'call') AS calls_pending
-	          FROM @extschema@.twilio_outbox o
-	         WHERE o.pool = p.name AND o.status IN ('queued', 'retrying', 'sending')) a ON true
-	  LEFT JOIN LATERAL (
-	        SELECT pg_catalog.count(*) FILTER (WHERE o.status = 'sent'
-	                   AND o.finished_at > pg_catalog.now() - interval '1 minute') AS sent_last_minute,
-	               pg_catalog.count(*) FILTER (WHERE o.status = 'sent') AS sent_last_hour,
-	               pg_catalog.count(*) FILTER (WHERE o.status = 'failed') AS failed_last_hour,
-	               COALESCE(pg_catalog.sum(o.num_segments) FILTER (WHERE o.status = 'sent'
-	                   AND o.finished_at > pg_catalog.now() - interval '1 minute'), 0) AS segments_last_minute,
-	               pg_catalog.count(*) FILTER (WHERE o.status = 'sent' AND o.kind = 'call') AS calls_sent_last_hour
-	          FROM @extschema@.twilio_outbox o
-	         WHERE o.pool = p.name AND o.status IN ('sent', 'failed')
-	           AND o.finished_at > pg_catalog.now() - interval '1 hour') f ON true
+	  LEFT JOIN (
+	        SELECT c.pool,
+	               pg_catalog.sum(c.n) FILTER (WHERE c.status = 'queued') AS queued,
+	               pg_catalog.sum(c.n) FILTER (WHERE c.status = 'retrying') AS retrying,
+	               pg_catalog.sum(c.n) FILTER (WHERE c.status = 'sending') AS sending,
+	               pg_catalog.sum(c.segments) AS pending_segments,
+	               pg_catalog.sum(c.n) FILTER (WHERE c.kind = 'call') AS calls_pending
+	          FROM @extschema@._twilio_pending_counts c
+	         GROUP BY c.pool) a ON a.pool = p.name
+	  CROSS JOIN LATERAL (
+	        SELECT COALESCE(pg_catalog.sum(c.n) FILTER (WHERE c.status = 'sent'), 0)::bigint AS sent_last_hour,
+	               COALESCE(pg_catalog.sum(c.n) FILTER (WHERE c.status = 'failed'), 0)::bigint AS failed_last_hour,
+	               COALESCE(pg_catalog.sum(c.n) FILTER (WHERE c.status = 'sent' AND c.kind = 'call'), 0)::bigint
+	                   AS calls_sent_last_hour
+	          FROM @extschema@._twilio_outbox_counts(p.name, '{sent,failed}',
+	                   pg_catalog.now() - interval '1 hour', false) c) h
+	  CROSS JOIN LATERAL (
+	        SELECT COALESCE(pg_catalog.sum(c.n), 0)::bigint AS sent_last_minute,
+	               COALESCE(pg_catalog.sum(c.segments), 0) AS segments_last_minute
+	          FROM @extschema@._twilio_outbox_counts(p.name, '{sent}',
+	                   pg_catalog.now() - interval '1 minute', true) c) m
+	  CROSS JOIN LATERAL (
+	        SELECT LEAST(
+	                   (SELECT o.next_attempt_at FROM @extschema@.twilio_outbox o
+	                     WHERE o.pool = p.name AND o.status = 'queued' AND o.kind = 'message'
+	                       AND o.finished_at IS NULL AND o.next_attempt_at <= pg_catalog.now()
+	                     ORDER BY o.finished_at, o.next_attempt_at LIMIT 1),
+	                   (SELECT o.next_attempt_at FROM @extschema@.twilio_outbox o
+	                     WHERE o.pool = p.name AND o.status = 'queued' AND o.kind = 'call'
+	                       AND o.finished_at IS NULL AND o.next_attempt_at <= pg_catalog.now()
+	                     ORDER BY o.finished_at, o.next_attempt_at LIMIT 1)) AS oldest_due) d
 	  LEFT JOIN LATERAL (
 	        SELECT pg_catalog.jsonb_object_agg(x.reason, x.n) AS by_reason
 	          FROM (SELECT CASE WHEN o.last_http_status IS NULL THEN 'transport'
@@ -613,18 +689,41 @@ CREATE VIEW twilio_queue_stats AS
 	SELECT * FROM _twilio_queue_stats();
 COMMENT ON VIEW twilio_queue_stats IS 'One row per pool: queue depth (messages and calls; calls_pending of them calls), recent throughput and failures, estimated drain time';
 
+-- API: private
+-- The query behind twilio_error_stats (SET jit = off, as its owner): the
+-- last hour's attempts counted by group in one pass, then each group's
+-- latest attempt (example_id, last_error) found by its time in the index.
+CREATE FUNCTION _twilio_error_stats(
+	OUT pool text, OUT http_status integer, OUT error_code integer, OUT count bigint,
+	OUT last_seen timestamptz, OUT example_id bigint, OUT failed bigint, OUT retried bigint,
+	OUT last_error text, OUT calls bigint)
+RETURNS SETOF record
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+	SELECT g.pool, g.http_status, g.error_code, g.count, g.last_seen,
+	       l.message_id AS example_id, g.failed, g.retried, l.error AS last_error, g.calls
+	  FROM (SELECT e.pool, e.http_status, e.error_code,
+	               pg_catalog.count(*) AS count,
+	               pg_catalog.max(e.at) AS last_seen,
+	               pg_catalog.count(*) FILTER (WHERE e.outcome = 'failed') AS failed,
+	               pg_catalog.count(*) FILTER (WHERE e.outcome <> 'failed') AS retried,
+	               pg_catalog.count(*) FILTER (WHERE e.kind = 'call') AS calls
+	          FROM @extschema@._twilio_attempt_errors e
+	         WHERE e.at > pg_catalog.now() - interval '1 hour'
+	         GROUP BY e.pool, e.http_status, e.error_code) g
+	  CROSS JOIN LATERAL (
+	        SELECT e.message_id, e.error
+	          FROM @extschema@._twilio_attempt_errors e
+	         WHERE e.at = g.last_seen AND e.pool = g.pool
+	           AND e.http_status IS NOT DISTINCT FROM g.http_status
+	           AND e.error_code IS NOT DISTINCT FROM g.error_code
+	         ORDER BY e.message_id DESC LIMIT 1) l;
+$$;
+
 CREATE VIEW twilio_error_stats AS
-	SELECT e.pool, e.http_status, e.error_code,
-	       pg_catalog.count(*) AS count,
-	       pg_catalog.max(e.at) AS last_seen,
-	       (pg_catalog.array_agg(e.message_id ORDER BY e.at DESC))[1] AS example_id,
-	       pg_catalog.count(*) FILTER (WHERE e.outcome = 'failed') AS failed,
-	       pg_catalog.count(*) FILTER (WHERE e.outcome <> 'failed') AS retried,
-	       (pg_catalog.array_agg(e.error ORDER BY e.at DESC))[1] AS last_error,
-	       pg_catalog.count(*) FILTER (WHERE e.kind = 'call') AS calls
-	  FROM @extschema@._twilio_attempt_errors e
-	 WHERE e.at > pg_catalog.now() - interval '1 hour'
-	 GROUP BY e.pool, e.http_status, e.error_code;
+	SELECT * FROM _twilio_error_stats();
 COMMENT ON VIEW twilio_error_stats IS 'Failed attempts of the last hour by pool, HTTP status and Twilio error code (calls: how many of them were calls)';
 
 ------------------------------------------------------------------------
@@ -661,7 +760,8 @@ CREATE UNIQUE INDEX twilio_inbox_call_status_key ON twilio_inbox (call_sid, call
 CREATE UNIQUE INDEX twilio_inbox_inbound_key ON twilio_inbox ((params OPERATOR(pg_catalog.->>) 'MessageSid'))
 	WHERE kind = 'inbound';
 CREATE INDEX twilio_inbox_unapplied_idx ON twilio_inbox (id) WHERE applied_at IS NULL;
-CREATE INDEX twilio_inbox_received_idx ON twilio_inbox (received_at);
+-- Retention of applied events, and twilio_webhook_stats's last hour (index-only).
+CREATE INDEX twilio_inbox_received_idx ON twilio_inbox (received_at, kind, applied_at);
 COMMENT ON TABLE twilio_inbox IS 'Status callbacks and inbound messages from Twilio, stored when accepted and applied afterwards';
 COMMENT ON COLUMN twilio_inbox.params IS 'the POST parameters, as a JSON object of strings';
 COMMENT ON COLUMN twilio_inbox.idempotency_token IS 'I-Twilio-Idempotency-Token: the same for every redelivery of a callback';
@@ -904,7 +1004,20 @@ RETURNS record
 LANGUAGE c VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'twilio_outbox_webhook_counters_1_0';
 
-CREATE VIEW twilio_webhook_stats AS
+-- API: private
+-- The query behind twilio_webhook_stats (SET jit = off, as its owner): the
+-- last hour is an index-only scan of twilio_inbox_received_idx, the
+-- unapplied events come from their partial index.
+CREATE FUNCTION _twilio_webhook_stats(
+	OUT listen text, OUT listener_pid integer, OUT requests bigint, OUT accepted bigint,
+	OUT duplicates bigint, OUT rejected bigint, OUT errors bigint,
+	OUT received_last_hour bigint, OUT status_last_hour bigint, OUT inbound_last_hour bigint,
+	OUT applied_last_hour bigint, OUT unapplied bigint, OUT lag interval)
+RETURNS SETOF record
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
 	SELECT c.listen, c.listener_pid, c.requests, c.accepted, c.duplicates, c.rejected, c.errors,
 	       i.received_last_hour, i.status_last_hour, i.inbound_last_hour, i.applied_last_hour,
 	       u.unapplied, u.lag
@@ -918,33 +1031,58 @@ CREATE VIEW twilio_webhook_stats AS
 	       LATERAL (SELECT pg_catalog.count(*) AS unapplied,
 	                       pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.min(x.received_at) AS lag
 	                  FROM @extschema@.twilio_inbox x WHERE x.applied_at IS NULL) u;
+$$;
+
+CREATE VIEW twilio_webhook_stats AS
+	SELECT * FROM _twilio_webhook_stats();
 COMMENT ON VIEW twilio_webhook_stats IS
 	'Callbacks: requests, accepted, duplicates and rejected (bad signature) since the server started; received and applied in the last hour; unapplied and the age of the oldest (lag)';
 
-CREATE VIEW twilio_delivery_stats AS
+-- API: private
+-- The query behind twilio_delivery_stats (SET jit = off, as its owner): the
+-- last hour's sent rows, found in the finished-rows index, grouped by pool,
+-- kind and status in one pass; the columns are sums over those few groups.
+CREATE FUNCTION _twilio_delivery_stats(
+	OUT pool text, OUT sent_last_hour bigint, OUT delivered bigint, OUT undelivered bigint,
+	OUT failed bigint, OUT awaiting bigint, OUT delivery_rate numeric, OUT calls_last_hour bigint,
+	OUT calls_completed bigint, OUT calls_busy bigint, OUT calls_no_answer bigint,
+	OUT calls_failed bigint, OUT calls_answered_by_machine bigint, OUT calls_awaiting bigint,
+	OUT answer_rate numeric)
+RETURNS SETOF record
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
 	SELECT p.name AS pool,
-	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'message') AS sent_last_hour,
-	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'message' AND o.delivery_status IN ('delivered', 'read')) AS delivered,
-	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'message' AND o.delivery_status = 'undelivered') AS undelivered,
-	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'message' AND o.delivery_status = 'failed') AS failed,
-	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'message' AND @extschema@._twilio_delivery_rank(o.delivery_status) < 4) AS awaiting,
-	       pg_catalog.round(pg_catalog.count(o.id) FILTER (WHERE o.kind = 'message' AND o.delivery_status IN ('delivered', 'read'))::numeric
-	             OPERATOR(pg_catalog./) NULLIF(pg_catalog.count(o.id) FILTER (
-	                 WHERE o.kind = 'message' AND o.delivery_status IN ('delivered', 'read', 'undelivered', 'failed')), 0), 4) AS delivery_rate,
-	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'call') AS calls_last_hour,
-	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'call' AND o.delivery_status = 'completed') AS calls_completed,
-	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'call' AND o.delivery_status = 'busy') AS calls_busy,
-	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'call' AND o.delivery_status = 'no-answer') AS calls_no_answer,
-	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'call' AND o.delivery_status IN ('failed', 'canceled')) AS calls_failed,
-	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'call' AND o.answered_by LIKE 'machine%') AS calls_answered_by_machine,
-	       pg_catalog.count(o.id) FILTER (WHERE o.kind = 'call' AND @extschema@._twilio_call_status_rank(o.delivery_status) < 5) AS calls_awaiting,
-	       pg_catalog.round(pg_catalog.count(o.id) FILTER (WHERE o.kind = 'call' AND o.delivery_status = 'completed')::numeric
-	             OPERATOR(pg_catalog./) NULLIF(pg_catalog.count(o.id) FILTER (
-	                 WHERE o.kind = 'call' AND @extschema@._twilio_call_status_rank(o.delivery_status) = 5), 0), 4) AS answer_rate
+	       COALESCE(pg_catalog.sum(b.n) FILTER (WHERE b.kind = 'message'), 0)::bigint AS sent_last_hour,
+	       COALESCE(pg_catalog.sum(b.n) FILTER (WHERE b.kind = 'message' AND b.ds IN ('delivered', 'read')), 0)::bigint AS delivered,
+	       COALESCE(pg_catalog.sum(b.n) FILTER (WHERE b.kind = 'message' AND b.ds = 'undelivered'), 0)::bigint AS undelivered,
+	       COALESCE(pg_catalog.sum(b.n) FILTER (WHERE b.kind = 'message' AND b.ds = 'failed'), 0)::bigint AS failed,
+	       COALESCE(pg_catalog.sum(b.n) FILTER (WHERE b.kind = 'message' AND @extschema@._twilio_delivery_rank(b.ds) < 4), 0)::bigint AS awaiting,
+	       pg_catalog.round(pg_catalog.sum(b.n) FILTER (WHERE b.kind = 'message' AND b.ds IN ('delivered', 'read'))
+	             OPERATOR(pg_catalog./) NULLIF(pg_catalog.sum(b.n) FILTER (
+	                 WHERE b.kind = 'message' AND b.ds IN ('delivered', 'read', 'undelivered', 'failed')), 0), 4) AS delivery_rate,
+	       COALESCE(pg_catalog.sum(b.n) FILTER (WHERE b.kind = 'call'), 0)::bigint AS calls_last_hour,
+	       COALESCE(pg_catalog.sum(b.n) FILTER (WHERE b.kind = 'call' AND b.ds = 'completed'), 0)::bigint AS calls_completed,
+	       COALESCE(pg_catalog.sum(b.n) FILTER (WHERE b.kind = 'call' AND b.ds = 'busy'), 0)::bigint AS calls_busy,
+	       COALESCE(pg_catalog.sum(b.n) FILTER (WHERE b.kind = 'call' AND b.ds = 'no-answer'), 0)::bigint AS calls_no_answer,
+	       COALESCE(pg_catalog.sum(b.n) FILTER (WHERE b.kind = 'call' AND b.ds IN ('failed', 'canceled')), 0)::bigint AS calls_failed,
+	       COALESCE(pg_catalog.sum(b.n) FILTER (WHERE b.kind = 'call' AND b.machine), 0)::bigint AS calls_answered_by_machine,
+	       COALESCE(pg_catalog.sum(b.n) FILTER (WHERE b.kind = 'call' AND @extschema@._twilio_call_status_rank(b.ds) < 5), 0)::bigint AS calls_awaiting,
+	       pg_catalog.round(pg_catalog.sum(b.n) FILTER (WHERE b.kind = 'call' AND b.ds = 'completed')
+	             OPERATOR(pg_catalog./) NULLIF(pg_catalog.sum(b.n) FILTER (
+	                 WHERE b.kind = 'call' AND @extschema@._twilio_call_status_rank(b.ds) = 5), 0), 4) AS answer_rate
 	  FROM @extschema@.twilio_pools p
-	  LEFT JOIN @extschema@.twilio_outbox o
-	    ON o.pool = p.name AND o.status = 'sent' AND o.finished_at > pg_catalog.now() - interval '1 hour'
+	  LEFT JOIN (SELECT o.pool, o.kind, o.delivery_status AS ds, o.answered_by LIKE 'machine%' AS machine,
+	                    pg_catalog.count(*) AS n
+	               FROM @extschema@.twilio_outbox o
+	              WHERE o.status = 'sent' AND o.finished_at > pg_catalog.now() - interval '1 hour'
+	              GROUP BY 1, 2, 3, 4) b ON b.pool = p.name
 	 GROUP BY p.name;
+$$;
+
+CREATE VIEW twilio_delivery_stats AS
+	SELECT * FROM _twilio_delivery_stats();
 COMMENT ON VIEW twilio_delivery_stats IS
 	'Per pool, messages sent in the last hour by what their status callbacks said (delivered, undelivered, failed, still awaiting), and calls placed in the last hour by how they ended (completed, busy, no-answer, failed or canceled, answered by a machine)';
 
@@ -953,13 +1091,15 @@ COMMENT ON VIEW twilio_delivery_stats IS
 ------------------------------------------------------------------------
 
 REVOKE ALL ON TABLE twilio_pools, twilio_outbox, _twilio_attempt_errors, twilio_inbox,
-	twilio_opt_outs, _twilio_opt_out_keywords FROM PUBLIC;
+	twilio_opt_outs, _twilio_opt_out_keywords, _twilio_pending_counts FROM PUBLIC;
 REVOKE ALL ON FUNCTION
 	_twilio_sender_form(text), _twilio_pools_validate(), _twilio_pools_guard_delete(),
 	twilio_enqueue(text, text, text, text[], timestamptz, interval, integer, text, text, jsonb),
 	twilio_cancel(bigint), twilio_retry(bigint), _twilio_wake_at_commit(), _twilio_session_xact_callbacks(),
 	twilio_enqueue_trigger(), _twilio_check_trigger(oid, regprocedure), _twilio_on_create_trigger(),
 	_twilio_worker_status(), _twilio_pool_status(), _twilio_check_pool(text), _twilio_queue_stats(),
+	_twilio_outbox_counts(text, text[], timestamptz, boolean), _twilio_error_stats(), _twilio_webhook_stats(),
+	_twilio_delivery_stats(), _twilio_count_pending(),
 	twilio_pool_pause(text, timestamptz), twilio_pool_resume(text),
 	twilio_retry_failed(text, timestamptz), _twilio_delivery_rank(text), _twilio_apply_inbox(integer),
 	twilio_ingest_callback(text, jsonb, text, text, text), _twilio_webhook_counters(),
@@ -986,7 +1126,8 @@ GRANT EXECUTE ON FUNCTION twilio_retry(bigint), twilio_retry_failed(text, timest
 GRANT EXECUTE ON FUNCTION _twilio_sender_form(text), _twilio_check_pool_slots() TO twilio_outbox_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON twilio_pools TO twilio_outbox_admin;
 
-GRANT EXECUTE ON FUNCTION _twilio_worker_status(), _twilio_pool_status(), _twilio_queue_stats()
+GRANT EXECUTE ON FUNCTION _twilio_worker_status(), _twilio_pool_status(), _twilio_queue_stats(),
+	_twilio_error_stats(), _twilio_webhook_stats(), _twilio_delivery_stats()
 	TO pg_monitor, twilio_outbox_admin;
 GRANT SELECT ON twilio_pool_status, twilio_worker_status, twilio_queue_stats, twilio_error_stats
 	TO pg_monitor, twilio_outbox_admin;

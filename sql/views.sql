@@ -37,5 +37,103 @@ SELECT attname, format_type(atttypid, atttypmod)
 SELECT attname, format_type(atttypid, atttypmod)
   FROM pg_attribute WHERE attrelid = 'twilio_queue_stats'::regclass AND attnum > 0 ORDER BY attnum;
 
+
+-- Exact counts: rows of every status and kind in several pools, moved about
+-- (updates, a pool renamed, deletes, a rolled-back savepoint); every count
+-- the views show equals a direct count (no rows = no difference).
+INSERT INTO twilio_pools (name, sender, mps, paused)
+SELECT 'x' || g, '+1500555' || lpad((100 + g)::text, 4, '0'), 1, true FROM generate_series(1, 12) g;
+INSERT INTO twilio_outbox (pool, kind, to_number, body, num_segments, status, next_attempt_at,
+                           finished_at, delivery_status, answered_by, last_http_status)
+SELECT 'x' || (1 + i % 12), CASE WHEN i % 5 = 0 THEN 'call' ELSE 'message' END, '+14155550100', 'x',
+       1 + i % 3, (ARRAY['queued','retrying','sending','sent','failed','expired','canceled'])[1 + i % 7],
+       now() - (i % 50) * interval '1 second',
+       CASE WHEN i % 7 >= 3 THEN now() - (i % 90) * interval '1 minute' END,
+       (ARRAY[NULL,'delivered','undelivered','failed','read','sent','completed','busy','no-answer','canceled'])[1 + i % 10],
+       CASE WHEN i % 4 = 0 THEN 'machine_start' END,
+       CASE WHEN i % 7 = 1 THEN (ARRAY[429, 503, NULL])[1 + i % 3] END
+  FROM generate_series(1, 3000) i;
+UPDATE twilio_outbox SET status = 'sending' WHERE status = 'queued' AND id % 3 = 0;
+UPDATE twilio_outbox SET status = 'sent', finished_at = now() WHERE status = 'sending' AND id % 4 = 0;
+UPDATE twilio_outbox SET num_segments = 4 WHERE status = 'retrying' AND id % 5 = 0;
+UPDATE twilio_pools SET name = 'x13' WHERE name = 'x12';
+DELETE FROM twilio_outbox WHERE status IN ('queued', 'sent') AND id % 11 = 0;
+BEGIN;
+SAVEPOINT s;
+UPDATE twilio_outbox SET status = 'queued' WHERE status = 'failed';
+INSERT INTO twilio_outbox (pool, to_number, body, num_segments) VALUES ('x1', '+14155550100', 'x', 1);
+ROLLBACK TO s;
+COMMIT;
+INSERT INTO _twilio_attempt_errors (at, pool, message_id, http_status, error_code, outcome, error, kind)
+SELECT now() - (i % 80) * interval '1 minute', 'x' || (1 + i % 12), i, (ARRAY[429, 400, NULL])[1 + i % 3],
+       CASE WHEN i % 3 = 1 THEN 21211 END, CASE WHEN i % 2 = 0 THEN 'failed' ELSE 'retrying' END,
+       'e' || i, CASE WHEN i % 5 = 0 THEN 'call' ELSE 'message' END
+  FROM generate_series(1, 500) i;
+(SELECT pool, queued, retrying, sending, sent_last_minute, failed_last_hour, sent_last_hour,
+        calls_pending, calls_sent_last_hour, est_drain_time, observed_mps, retrying_by_reason
+   FROM twilio_queue_stats WHERE pool LIKE 'x%'
+ EXCEPT
+ SELECT p.name,
+        count(o.id) FILTER (WHERE o.status = 'queued'), count(o.id) FILTER (WHERE o.status = 'retrying'),
+        count(o.id) FILTER (WHERE o.status = 'sending'),
+        count(o.id) FILTER (WHERE o.status = 'sent' AND o.finished_at > now() - interval '1 minute'),
+        count(o.id) FILTER (WHERE o.status = 'failed' AND o.finished_at > now() - interval '1 hour'),
+        count(o.id) FILTER (WHERE o.status = 'sent' AND o.finished_at > now() - interval '1 hour'),
+        count(o.id) FILTER (WHERE o.kind = 'call' AND o.status IN ('queued', 'retrying', 'sending')),
+        count(o.id) FILTER (WHERE o.kind = 'call' AND o.status = 'sent' AND o.finished_at > now() - interval '1 hour'),
+        make_interval(secs => COALESCE(sum(o.num_segments) FILTER (WHERE o.status IN ('queued', 'retrying', 'sending')), 0) / p.mps),
+        round(COALESCE(sum(o.num_segments) FILTER (WHERE o.status = 'sent' AND o.finished_at > now() - interval '1 minute'), 0)::numeric / 60, 3),
+        COALESCE((SELECT jsonb_object_agg(r.reason, r.n) FROM (
+            SELECT COALESCE(o2.last_http_status::text, 'transport') AS reason, count(*) AS n
+              FROM twilio_outbox o2 WHERE o2.pool = p.name AND o2.status = 'retrying' GROUP BY 1) r), '{}')
+   FROM twilio_pools p LEFT JOIN twilio_outbox o ON o.pool = p.name
+  WHERE p.name LIKE 'x%' GROUP BY p.name, p.mps)
+UNION ALL SELECT 'a pool is missing', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+ WHERE (SELECT count(*) FROM twilio_queue_stats WHERE pool LIKE 'x%') <> 12;
+SELECT q.pool, q.oldest_queued_age = now() - min(o.next_attempt_at) AS oldest_queued_age_exact
+  FROM twilio_queue_stats q JOIN twilio_outbox o ON o.pool = q.pool
+ WHERE q.pool LIKE 'x%' AND o.status = 'queued' AND o.next_attempt_at <= now()
+ GROUP BY q.pool, q.oldest_queued_age HAVING q.oldest_queued_age IS DISTINCT FROM now() - min(o.next_attempt_at);
+SELECT * FROM twilio_delivery_stats WHERE pool LIKE 'x%'
+EXCEPT
+SELECT p.name,
+       count(o.id) FILTER (WHERE o.kind = 'message'),
+       count(o.id) FILTER (WHERE o.kind = 'message' AND o.delivery_status IN ('delivered', 'read')),
+       count(o.id) FILTER (WHERE o.kind = 'message' AND o.delivery_status = 'undelivered'),
+       count(o.id) FILTER (WHERE o.kind = 'message' AND o.delivery_status = 'failed'),
+       count(o.id) FILTER (WHERE o.kind = 'message' AND _twilio_delivery_rank(o.delivery_status) < 4),
+       round(count(o.id) FILTER (WHERE o.kind = 'message' AND o.delivery_status IN ('delivered', 'read'))::numeric
+             / NULLIF(count(o.id) FILTER (WHERE o.kind = 'message' AND o.delivery_status IN ('delivered', 'read', 'undelivered', 'failed')), 0), 4),
+       count(o.id) FILTER (WHERE o.kind = 'call'),
+       count(o.id) FILTER (WHERE o.kind = 'call' AND o.delivery_status = 'completed'),
+       count(o.id) FILTER (WHERE o.kind = 'call' AND o.delivery_status = 'busy'),
+       count(o.id) FILTER (WHERE o.kind = 'call' AND o.delivery_status = 'no-answer'),
+       count(o.id) FILTER (WHERE o.kind = 'call' AND o.delivery_status IN ('failed', 'canceled')),
+       count(o.id) FILTER (WHERE o.kind = 'call' AND o.answered_by LIKE 'machine%'),
+       count(o.id) FILTER (WHERE o.kind = 'call' AND _twilio_call_status_rank(o.delivery_status) < 5),
+       round(count(o.id) FILTER (WHERE o.kind = 'call' AND o.delivery_status = 'completed')::numeric
+             / NULLIF(count(o.id) FILTER (WHERE o.kind = 'call' AND _twilio_call_status_rank(o.delivery_status) = 5), 0), 4)
+  FROM twilio_pools p
+  LEFT JOIN twilio_outbox o ON o.pool = p.name AND o.status = 'sent' AND o.finished_at > now() - interval '1 hour'
+ WHERE p.name LIKE 'x%' GROUP BY p.name;
+SELECT pool, http_status, error_code, count, last_seen, failed, retried, calls FROM twilio_error_stats
+EXCEPT
+SELECT pool, http_status, error_code, count(*), max(at), count(*) FILTER (WHERE outcome = 'failed'),
+       count(*) FILTER (WHERE outcome <> 'failed'), count(*) FILTER (WHERE kind = 'call')
+  FROM _twilio_attempt_errors WHERE at > now() - interval '1 hour' GROUP BY 1, 2, 3;
+-- example_id and last_error belong to one of the group's latest attempts
+SELECT s.pool, s.http_status, s.error_code
+  FROM twilio_error_stats s
+ WHERE NOT EXISTS (SELECT 1 FROM _twilio_attempt_errors e
+                    WHERE e.message_id = s.example_id AND e.error = s.last_error AND e.at = s.last_seen
+                      AND e.pool = s.pool AND e.http_status IS NOT DISTINCT FROM s.http_status
+                      AND e.error_code IS NOT DISTINCT FROM s.error_code);
+-- the pending counts add up to the pending rows (however folded)
+SELECT c.pool, c.status, c.kind FROM _twilio_pending_counts c
+ GROUP BY 1, 2, 3 HAVING sum(c.n) <> (SELECT count(*) FROM twilio_outbox o
+                                      WHERE o.pool = c.pool AND o.status = c.status AND o.kind = c.kind);
+TRUNCATE twilio_outbox;
+SELECT count(*) AS pending_counts_after_truncate FROM _twilio_pending_counts;
+DELETE FROM _twilio_attempt_errors;
 DELETE FROM twilio_outbox;
 DELETE FROM twilio_pools;

@@ -653,6 +653,9 @@ tob_record_cancels(const char *schema, const TobCancel *cancels, int n)
 			  SPI_OK_UPDATE, "recording cancels");
 }
 
+/* pending counts' rows folded a second at most (tob_housekeeping) */
+#define TOB_FOLD_ROWS 100000
+
 int
 tob_housekeeping(const char *schema, int retention_s)
 {
@@ -669,6 +672,36 @@ tob_housekeeping(const char *schema, int retention_s)
 								   "WHERE at < now() - interval '2 hours' LIMIT 10000))", schema, schema),
 						  false, 0),
 			  SPI_OK_DELETE, "trimming the error log");
+
+	/*
+	 * The pending counts' +1/-1 rows (src/counts.c), folded into one row per
+	 * (pool, status, kind): any subset of a group's rows may be replaced by
+	 * their sum, so at most TOB_FOLD_ROWS go a second (a bulk enqueue of
+	 * millions of rows is folded over a few seconds, not in one long turn);
+	 * rows of transactions still open stay as they are, and a group whose
+	 * count is back to zero goes.  Nothing is rewritten while each group has
+	 * one row.
+	 */
+	check_spi(SPI_execute(psprintf("SELECT count(*) >= %d OR count(*) > count(DISTINCT (pool, status, kind)) "
+								   "FROM (SELECT pool, status, kind FROM %s._twilio_pending_counts LIMIT %d) c",
+								   TOB_FOLD_ROWS, schema, TOB_FOLD_ROWS), true, 1),
+			  SPI_OK_SELECT, "reading the pending counts");
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		bool		fold = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (!isnull && fold)
+			check_spi(SPI_execute(psprintf("WITH d AS (DELETE FROM %s._twilio_pending_counts"
+										   " WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s._twilio_pending_counts LIMIT %d))"
+										   " RETURNING pool, status, kind, n, segments) "
+										   "INSERT INTO %s._twilio_pending_counts (pool, status, kind, n, segments) "
+										   "SELECT pool, status, kind, sum(n), sum(segments) FROM d GROUP BY 1, 2, 3"
+										   " HAVING sum(n) <> 0 OR sum(segments) <> 0",
+										   schema, schema, TOB_FOLD_ROWS, schema),
+								  false, 0),
+					  SPI_OK_INSERT, "folding the pending counts");
+	}
 
 	/* finished rows and applied callbacks past retention */
 	deleted = tob_retention_trim_outbox(schema, retention_s);
