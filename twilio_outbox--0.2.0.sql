@@ -246,15 +246,17 @@ CREATE INDEX twilio_outbox_finished_idx ON twilio_outbox (finished_at)
 	WHERE status IN ('sent', 'failed', 'expired', 'canceled');
 
 -- API: private
--- The exact number of pending (queued, retrying, sending) rows by pool and
--- kind, for twilio_queue_stats: the outbox's triggers append +1/-1 rows in
--- the transaction that changes a row (src/counts.c); the worker folds them
--- into one row per (pool, status, kind) every second.  The sum of n over a
--- (pool, status, kind) is that count as the reader's snapshot sees it.
+-- The exact number of pending (queued, retrying, sending) rows by pool,
+-- kind and, for retrying rows, reason (the last HTTP status, or
+-- 'transport'), for twilio_queue_stats: the outbox's triggers append +1/-1
+-- rows in the transaction that changes a row (src/counts.c); the worker
+-- folds them into one row per group every second.  The sum of n over a
+-- group is that count as the reader's snapshot sees it.
 CREATE TABLE _twilio_pending_counts (
 	pool			text NOT NULL,
 	status			text NOT NULL,
 	kind			text NOT NULL,
+	reason			text,
 	n				bigint NOT NULL,
 	segments		bigint NOT NULL
 );
@@ -264,23 +266,56 @@ ALTER TABLE _twilio_pending_counts SET (autovacuum_vacuum_scale_factor = 0,
 	autovacuum_vacuum_insert_threshold = 10000, autovacuum_vacuum_cost_delay = 0);
 
 -- API: private
+-- The rows that finished (sent, failed) in the last two hours, by pool,
+-- minute of finished_at (date_bin('1 minute', finished_at, 'epoch')),
+-- status, kind, delivery status (sent rows) and whether a machine answered
+-- (calls), kept the same way, for the views' last hour: the whole minutes
+-- after its start are sums over this table, the part-minute before them is
+-- counted from the outbox's indexes.  Minutes older than two hours are
+-- dropped by the fold.
+CREATE TABLE _twilio_recent_counts (
+	pool			text NOT NULL,
+	minute			timestamptz NOT NULL,
+	status			text NOT NULL,
+	kind			text NOT NULL,
+	delivery_status	text,
+	machine			boolean NOT NULL,
+	n				bigint NOT NULL,
+	segments		bigint NOT NULL
+);
+ALTER TABLE _twilio_recent_counts SET (autovacuum_vacuum_scale_factor = 0,
+	autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_insert_scale_factor = 0,
+	autovacuum_vacuum_insert_threshold = 10000, autovacuum_vacuum_cost_delay = 0);
+
+-- API: private
 CREATE FUNCTION _twilio_count_pending() RETURNS trigger
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'twilio_outbox_count_pending_2_0';
 
--- Only rows that change a count fire (enqueue: one heap insert more).
--- ENABLE ALWAYS: they fire under session_replication_role = replica too
--- (logical replication's apply, pg_restore --disable-triggers aside).
+-- Only rows that change a count fire (enqueue: one heap insert more): a
+-- pending row, or one that finished (sent, failed) in the last two hours
+-- (src/counts.h, TOB_RECENT_HORIZON_S); retention's deletes of old rows do
+-- not.  ENABLE ALWAYS: they fire under session_replication_role = replica
+-- too (logical replication's apply, pg_restore --disable-triggers aside).
 CREATE TRIGGER twilio_outbox_count_insert AFTER INSERT ON twilio_outbox
-	FOR EACH ROW WHEN (NEW.status IN ('queued', 'retrying', 'sending'))
+	FOR EACH ROW WHEN (NEW.status IN ('queued', 'retrying', 'sending')
+	                   OR (NEW.status IN ('sent', 'failed') AND NEW.finished_at > now() - interval '2 hours'))
 	EXECUTE FUNCTION _twilio_count_pending();
-CREATE TRIGGER twilio_outbox_count_update AFTER UPDATE OF status, pool, kind, num_segments ON twilio_outbox
-	FOR EACH ROW WHEN ((OLD.status IN ('queued', 'retrying', 'sending') OR NEW.status IN ('queued', 'retrying', 'sending'))
-	                   AND (OLD.status, OLD.pool, OLD.kind, OLD.num_segments)
-	                       IS DISTINCT FROM (NEW.status, NEW.pool, NEW.kind, NEW.num_segments))
+CREATE TRIGGER twilio_outbox_count_update AFTER UPDATE OF status, pool, kind, num_segments, last_http_status,
+	finished_at, delivery_status, answered_by ON twilio_outbox
+	FOR EACH ROW WHEN (((OLD.status IN ('queued', 'retrying', 'sending') OR NEW.status IN ('queued', 'retrying', 'sending'))
+	                    AND (OLD.status, OLD.pool, OLD.kind, OLD.num_segments, OLD.last_http_status)
+	                        IS DISTINCT FROM (NEW.status, NEW.pool, NEW.kind, NEW.num_segments, NEW.last_http_status))
+	                   OR (((OLD.status IN ('sent', 'failed') AND OLD.finished_at > now() - interval '2 hours')
+	                        OR (NEW.status IN ('sent', 'failed') AND NEW.finished_at > now() - interval '2 hours'))
+	                       AND (OLD.status, OLD.pool, OLD.kind, OLD.num_segments, OLD.finished_at,
+	                            OLD.delivery_status, OLD.answered_by)
+	                           IS DISTINCT FROM (NEW.status, NEW.pool, NEW.kind, NEW.num_segments, NEW.finished_at,
+	                                             NEW.delivery_status, NEW.answered_by)))
 	EXECUTE FUNCTION _twilio_count_pending();
 CREATE TRIGGER twilio_outbox_count_delete AFTER DELETE ON twilio_outbox
-	FOR EACH ROW WHEN (OLD.status IN ('queued', 'retrying', 'sending'))
+	FOR EACH ROW WHEN (OLD.status IN ('queued', 'retrying', 'sending')
+	                   OR (OLD.status IN ('sent', 'failed') AND OLD.finished_at > now() - interval '2 hours'))
 	EXECUTE FUNCTION _twilio_count_pending();
 CREATE TRIGGER twilio_outbox_count_truncate AFTER TRUNCATE ON twilio_outbox
 	FOR EACH STATEMENT EXECUTE FUNCTION _twilio_count_pending();
@@ -596,21 +631,40 @@ COMMENT ON VIEW twilio_worker_status IS 'Live state of the twilio_outbox worker:
 -- scan, without the executor's cost per row (src/counts.c).  One row per
 -- status and kind (message, call).
 CREATE FUNCTION _twilio_outbox_counts(pool text, statuses text[], after timestamptz,
-	with_segments boolean, OUT status text, OUT kind text, OUT n bigint, OUT segments bigint)
+	before timestamptz, with_segments boolean, OUT status text, OUT kind text, OUT n bigint, OUT segments bigint)
 RETURNS SETOF record
 LANGUAGE c STABLE ROWS 6
 AS 'MODULE_PATHNAME', 'twilio_outbox_outbox_counts_2_0';
 
 -- API: private
+-- The recent counts' windows: hour, the first whole minute after now() - 1
+-- hour (the last hour is _twilio_recent_counts from there on, plus the
+-- outbox's rows finished between now() - 1 hour and it); minute, the minute
+-- holding now() - 1 minute (a pool with no sent rows from there on sent
+-- nothing in the last minute).  Inlined into its callers.
+CREATE FUNCTION _twilio_recent_minutes(OUT hour timestamptz, OUT minute timestamptz)
+LANGUAGE sql STABLE
+AS $$
+	SELECT pg_catalog.date_bin('1 minute', pg_catalog.now() - interval '1 hour', 'epoch') + interval '1 minute',
+	       pg_catalog.date_bin('1 minute', pg_catalog.now() - interval '1 minute', 'epoch');
+$$;
+
+-- API: private
 -- The query behind twilio_queue_stats.  A function so that it can carry SET
 -- jit = off (the planner's guesses over a large outbox would otherwise pay
--- for JIT compilation on every poll) and run as its owner.  Per pool:
--- queued, retrying, sending, calls_pending and the pending segments are sums
--- over _twilio_pending_counts (a few rows per pool, however long the queue);
--- the sent and failed rows of the last hour and minute are exact counts from
--- _twilio_outbox_counts (the rows counted plus a few index descents, never
--- the rest of the table); oldest_queued_age is one descent of the same index
--- per kind; retrying_by_reason reads the retrying rows themselves.
+-- for JIT compilation on every poll) and run as its owner.  No count reads
+-- the backlog or the last hour's rows (src/counts.c):
+-- - queued, retrying, sending, calls_pending, retrying_by_reason and the
+--   pending segments are sums over _twilio_pending_counts;
+-- - the last hour (sent, failed, calls sent) is the sum over
+--   _twilio_recent_counts of the whole minutes after its start, plus the
+--   rows of the part-minute before them counted from the pool/status index
+--   (only when that minute has any);
+-- - the last minute (sent, observed_mps) is counted from the index, only
+--   when the pool sent anything in its minutes;
+-- - oldest_queued_age is one descent of the same index per kind, only for a
+--   pool with queued rows.
+-- An idle pool costs a row of twilio_pools and nothing else.
 CREATE FUNCTION _twilio_queue_stats(
 	OUT pool text, OUT mps numeric, OUT paused boolean, OUT queued bigint,
 	OUT retrying bigint, OUT sending bigint, OUT sent_last_minute bigint,
@@ -630,18 +684,18 @@ AS $$
 	       COALESCE(a.retrying, 0)::bigint AS retrying,
 	       COALESCE(a.sending, 0)::bigint AS sending,
 	       m.sent_last_minute,
-	       h.failed_last_hour,
+	       (COALESCE(r.failed, 0) + h.failed)::bigint AS failed_last_hour,
 	       pg_catalog.now() OPERATOR(pg_catalog.-) d.oldest_due AS oldest_queued_age,
 	       pg_catalog.make_interval(secs => COALESCE(a.pending_segments, 0)
 	           OPERATOR(pg_catalog./) COALESCE(w.effective_mps::numeric, p.mps)) AS est_drain_time,
-	       h.sent_last_hour,
-	       COALESCE(r.by_reason, '{}') AS retrying_by_reason,
+	       (COALESCE(r.sent, 0) + h.sent)::bigint AS sent_last_hour,
+	       COALESCE(b.by_reason, '{}') AS retrying_by_reason,
 	       pg_catalog.round(m.segments_last_minute::numeric / 60, 3) AS observed_mps,
 	       w.effective_mps,
 	       p.paused_until,
 	       w.paused_until AS throttled_until,
 	       COALESCE(a.calls_pending, 0)::bigint AS calls_pending,
-	       h.calls_sent_last_hour
+	       (COALESCE(r.calls_sent, 0) + h.calls_sent)::bigint AS calls_sent_last_hour
 	  FROM @extschema@.twilio_pools p
 	  LEFT JOIN (
 	        SELECT c.pool,
@@ -652,20 +706,41 @@ AS $$
 	               pg_catalog.sum(c.n) FILTER (WHERE c.kind = 'call') AS calls_pending
 	          FROM @extschema@._twilio_pending_counts c
 	         GROUP BY c.pool) a ON a.pool = p.name
-	  CROSS JOIN LATERAL (
-	        SELECT COALESCE(pg_catalog.sum(c.n) FILTER (WHERE c.status = 'sent'), 0)::bigint AS sent_last_hour,
-	               COALESCE(pg_catalog.sum(c.n) FILTER (WHERE c.status = 'failed'), 0)::bigint AS failed_last_hour,
-	               COALESCE(pg_catalog.sum(c.n) FILTER (WHERE c.status = 'sent' AND c.kind = 'call'), 0)::bigint
-	                   AS calls_sent_last_hour
-	          FROM @extschema@._twilio_outbox_counts(p.name, '{sent,failed}',
-	                   pg_catalog.now() - interval '1 hour', false) c) h
-	  CROSS JOIN LATERAL (
+	  LEFT JOIN (
+	        SELECT x.pool, pg_catalog.jsonb_object_agg(x.reason, x.n) AS by_reason
+	          FROM (SELECT c.pool, c.reason, pg_catalog.sum(c.n) AS n
+	                  FROM @extschema@._twilio_pending_counts c
+	                 WHERE c.status = 'retrying'
+	                 GROUP BY 1, 2 HAVING pg_catalog.sum(c.n) <> 0) x
+	         GROUP BY x.pool) b ON b.pool = p.name
+	  LEFT JOIN (
+	        SELECT c.pool,
+	               pg_catalog.sum(c.n) FILTER (WHERE c.minute >= w.hour AND c.status = 'sent') AS sent,
+	               pg_catalog.sum(c.n) FILTER (WHERE c.minute >= w.hour AND c.status = 'failed') AS failed,
+	               pg_catalog.sum(c.n) FILTER (WHERE c.minute >= w.hour AND c.status = 'sent'
+	                                             AND c.kind = 'call') AS calls_sent,
+	               pg_catalog.bool_or(c.minute < w.hour) AS in_first_minute,
+	               pg_catalog.bool_or(c.minute >= w.minute AND c.status = 'sent') AS in_last_minute
+	          FROM @extschema@._twilio_recent_counts c, @extschema@._twilio_recent_minutes() w
+	         WHERE c.minute >= w.hour - interval '1 minute'
+	         GROUP BY c.pool) r ON r.pool = p.name
+	 CROSS JOIN LATERAL (
+	        SELECT COALESCE(pg_catalog.sum(c.n) FILTER (WHERE c.status = 'sent'), 0) AS sent,
+	               COALESCE(pg_catalog.sum(c.n) FILTER (WHERE c.status = 'failed'), 0) AS failed,
+	               COALESCE(pg_catalog.sum(c.n) FILTER (WHERE c.status = 'sent' AND c.kind = 'call'), 0)
+	                   AS calls_sent
+	          FROM @extschema@._twilio_recent_minutes() w,
+	               @extschema@._twilio_outbox_counts(p.name, '{sent,failed}',
+	                   pg_catalog.now() - interval '1 hour', w.hour, false) c
+	         WHERE r.in_first_minute) h
+	 CROSS JOIN LATERAL (
 	        SELECT COALESCE(pg_catalog.sum(c.n), 0)::bigint AS sent_last_minute,
 	               COALESCE(pg_catalog.sum(c.segments), 0) AS segments_last_minute
 	          FROM @extschema@._twilio_outbox_counts(p.name, '{sent}',
-	                   pg_catalog.now() - interval '1 minute', true) c) m
-	  CROSS JOIN LATERAL (
-	        SELECT LEAST(
+	                   pg_catalog.now() - interval '1 minute', NULL, true) c
+	         WHERE r.in_last_minute) m
+	 CROSS JOIN LATERAL (
+	        SELECT CASE WHEN a.queued > 0 THEN LEAST(
 	                   (SELECT o.next_attempt_at FROM @extschema@.twilio_outbox o
 	                     WHERE o.pool = p.name AND o.status = 'queued' AND o.kind = 'message'
 	                       AND o.finished_at IS NULL AND o.next_attempt_at <= pg_catalog.now()
@@ -673,15 +748,7 @@ AS $$
 	                   (SELECT o.next_attempt_at FROM @extschema@.twilio_outbox o
 	                     WHERE o.pool = p.name AND o.status = 'queued' AND o.kind = 'call'
 	                       AND o.finished_at IS NULL AND o.next_attempt_at <= pg_catalog.now()
-	                     ORDER BY o.finished_at, o.next_attempt_at LIMIT 1)) AS oldest_due) d
-	  LEFT JOIN LATERAL (
-	        SELECT pg_catalog.jsonb_object_agg(x.reason, x.n) AS by_reason
-	          FROM (SELECT CASE WHEN o.last_http_status IS NULL THEN 'transport'
-	                            ELSE o.last_http_status::text END AS reason,
-	                       pg_catalog.count(*) AS n
-	                  FROM @extschema@.twilio_outbox o
-	                 WHERE o.pool = p.name AND o.status = 'retrying'
-	                 GROUP BY 1) x) r ON true
+	                     ORDER BY o.finished_at, o.next_attempt_at LIMIT 1)) END AS oldest_due) d
 	  LEFT JOIN @extschema@._twilio_pool_status() w ON w.pool = p.name;
 $$;
 
@@ -1040,8 +1107,10 @@ COMMENT ON VIEW twilio_webhook_stats IS
 
 -- API: private
 -- The query behind twilio_delivery_stats (SET jit = off, as its owner): the
--- last hour's sent rows, found in the finished-rows index, grouped by pool,
--- kind and status in one pass; the columns are sums over those few groups.
+-- last hour's sent rows by pool, kind, delivery status and machine, from
+-- _twilio_recent_counts for the whole minutes after the hour's start and
+-- from the finished-rows index for the part-minute before them; the columns
+-- are sums over those few groups.
 CREATE FUNCTION _twilio_delivery_stats(
 	OUT pool text, OUT sent_last_hour bigint, OUT delivered bigint, OUT undelivered bigint,
 	OUT failed bigint, OUT awaiting bigint, OUT delivery_rate numeric, OUT calls_last_hour bigint,
@@ -1073,11 +1142,18 @@ AS $$
 	             OPERATOR(pg_catalog./) NULLIF(pg_catalog.sum(b.n) FILTER (
 	                 WHERE b.kind = 'call' AND @extschema@._twilio_call_status_rank(b.ds) = 5), 0), 4) AS answer_rate
 	  FROM @extschema@.twilio_pools p
-	  LEFT JOIN (SELECT o.pool, o.kind, o.delivery_status AS ds, o.answered_by LIKE 'machine%' AS machine,
-	                    pg_catalog.count(*) AS n
-	               FROM @extschema@.twilio_outbox o
-	              WHERE o.status = 'sent' AND o.finished_at > pg_catalog.now() - interval '1 hour'
-	              GROUP BY 1, 2, 3, 4) b ON b.pool = p.name
+	  LEFT JOIN (
+	        SELECT c.pool, c.kind, c.delivery_status AS ds, c.machine, pg_catalog.sum(c.n) AS n
+	          FROM @extschema@._twilio_recent_counts c, @extschema@._twilio_recent_minutes() w
+	         WHERE c.status = 'sent' AND c.minute >= w.hour
+	         GROUP BY 1, 2, 3, 4
+	        UNION ALL
+	        SELECT o.pool, o.kind, o.delivery_status,
+	               o.kind = 'call' AND COALESCE(o.answered_by LIKE 'machine%', false), pg_catalog.count(*)
+	          FROM @extschema@.twilio_outbox o, @extschema@._twilio_recent_minutes() w
+	         WHERE o.status = 'sent' AND o.finished_at > pg_catalog.now() - interval '1 hour'
+	           AND o.finished_at < w.hour
+	         GROUP BY 1, 2, 3, 4) b ON b.pool = p.name
 	 GROUP BY p.name;
 $$;
 
@@ -1091,14 +1167,15 @@ COMMENT ON VIEW twilio_delivery_stats IS
 ------------------------------------------------------------------------
 
 REVOKE ALL ON TABLE twilio_pools, twilio_outbox, _twilio_attempt_errors, twilio_inbox,
-	twilio_opt_outs, _twilio_opt_out_keywords, _twilio_pending_counts FROM PUBLIC;
+	twilio_opt_outs, _twilio_opt_out_keywords, _twilio_pending_counts,
+	_twilio_recent_counts FROM PUBLIC;
 REVOKE ALL ON FUNCTION
 	_twilio_sender_form(text), _twilio_pools_validate(), _twilio_pools_guard_delete(),
 	twilio_enqueue(text, text, text, text[], timestamptz, interval, integer, text, text, jsonb),
 	twilio_cancel(bigint), twilio_retry(bigint), _twilio_wake_at_commit(), _twilio_session_xact_callbacks(),
 	twilio_enqueue_trigger(), _twilio_check_trigger(oid, regprocedure), _twilio_on_create_trigger(),
 	_twilio_worker_status(), _twilio_pool_status(), _twilio_check_pool(text), _twilio_queue_stats(),
-	_twilio_outbox_counts(text, text[], timestamptz, boolean), _twilio_error_stats(), _twilio_webhook_stats(),
+	_twilio_outbox_counts(text, text[], timestamptz, timestamptz, boolean), _twilio_recent_minutes(), _twilio_error_stats(), _twilio_webhook_stats(),
 	_twilio_delivery_stats(), _twilio_count_pending(),
 	twilio_pool_pause(text, timestamptz), twilio_pool_resume(text),
 	twilio_retry_failed(text, timestamptz), _twilio_delivery_rank(text), _twilio_apply_inbox(integer),

@@ -69,31 +69,37 @@ SELECT now() - (i % 80) * interval '1 minute', 'x' || (1 + i % 12), i, (ARRAY[42
        CASE WHEN i % 3 = 1 THEN 21211 END, CASE WHEN i % 2 = 0 THEN 'failed' ELSE 'retrying' END,
        'e' || i, CASE WHEN i % 5 = 0 THEN 'call' ELSE 'message' END
   FROM generate_series(1, 500) i;
+CREATE TEMP VIEW queue_stats_direct (pool, queued, retrying, sending, sent_last_minute, failed_last_hour,
+        sent_last_hour, calls_pending, calls_sent_last_hour, est_drain_time, observed_mps, retrying_by_reason) AS
+SELECT p.name,
+       count(o.id) FILTER (WHERE o.status = 'queued'), count(o.id) FILTER (WHERE o.status = 'retrying'),
+       count(o.id) FILTER (WHERE o.status = 'sending'),
+       count(o.id) FILTER (WHERE o.status = 'sent' AND o.finished_at > now() - interval '1 minute'),
+       count(o.id) FILTER (WHERE o.status = 'failed' AND o.finished_at > now() - interval '1 hour'),
+       count(o.id) FILTER (WHERE o.status = 'sent' AND o.finished_at > now() - interval '1 hour'),
+       count(o.id) FILTER (WHERE o.kind = 'call' AND o.status IN ('queued', 'retrying', 'sending')),
+       count(o.id) FILTER (WHERE o.kind = 'call' AND o.status = 'sent' AND o.finished_at > now() - interval '1 hour'),
+       make_interval(secs => COALESCE(sum(o.num_segments) FILTER (WHERE o.status IN ('queued', 'retrying', 'sending')), 0) / p.mps),
+       round(COALESCE(sum(o.num_segments) FILTER (WHERE o.status = 'sent' AND o.finished_at > now() - interval '1 minute'), 0)::numeric / 60, 3),
+       COALESCE((SELECT jsonb_object_agg(r.reason, r.n) FROM (
+           SELECT COALESCE(o2.last_http_status::text, 'transport') AS reason, count(*) AS n
+             FROM twilio_outbox o2 WHERE o2.pool = p.name AND o2.status = 'retrying' GROUP BY 1) r), '{}')
+  FROM twilio_pools p LEFT JOIN twilio_outbox o ON o.pool = p.name
+ WHERE p.name LIKE 'x%' GROUP BY p.name, p.mps;
+CREATE TEMP VIEW queue_stats_wrong AS
 (SELECT pool, queued, retrying, sending, sent_last_minute, failed_last_hour, sent_last_hour,
         calls_pending, calls_sent_last_hour, est_drain_time, observed_mps, retrying_by_reason
    FROM twilio_queue_stats WHERE pool LIKE 'x%'
  EXCEPT
- SELECT p.name,
-        count(o.id) FILTER (WHERE o.status = 'queued'), count(o.id) FILTER (WHERE o.status = 'retrying'),
-        count(o.id) FILTER (WHERE o.status = 'sending'),
-        count(o.id) FILTER (WHERE o.status = 'sent' AND o.finished_at > now() - interval '1 minute'),
-        count(o.id) FILTER (WHERE o.status = 'failed' AND o.finished_at > now() - interval '1 hour'),
-        count(o.id) FILTER (WHERE o.status = 'sent' AND o.finished_at > now() - interval '1 hour'),
-        count(o.id) FILTER (WHERE o.kind = 'call' AND o.status IN ('queued', 'retrying', 'sending')),
-        count(o.id) FILTER (WHERE o.kind = 'call' AND o.status = 'sent' AND o.finished_at > now() - interval '1 hour'),
-        make_interval(secs => COALESCE(sum(o.num_segments) FILTER (WHERE o.status IN ('queued', 'retrying', 'sending')), 0) / p.mps),
-        round(COALESCE(sum(o.num_segments) FILTER (WHERE o.status = 'sent' AND o.finished_at > now() - interval '1 minute'), 0)::numeric / 60, 3),
-        COALESCE((SELECT jsonb_object_agg(r.reason, r.n) FROM (
-            SELECT COALESCE(o2.last_http_status::text, 'transport') AS reason, count(*) AS n
-              FROM twilio_outbox o2 WHERE o2.pool = p.name AND o2.status = 'retrying' GROUP BY 1) r), '{}')
-   FROM twilio_pools p LEFT JOIN twilio_outbox o ON o.pool = p.name
-  WHERE p.name LIKE 'x%' GROUP BY p.name, p.mps)
+ SELECT * FROM queue_stats_direct)
 UNION ALL SELECT 'a pool is missing', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
  WHERE (SELECT count(*) FROM twilio_queue_stats WHERE pool LIKE 'x%') <> 12;
+SELECT * FROM queue_stats_wrong;
 SELECT q.pool, q.oldest_queued_age = now() - min(o.next_attempt_at) AS oldest_queued_age_exact
   FROM twilio_queue_stats q JOIN twilio_outbox o ON o.pool = q.pool
  WHERE q.pool LIKE 'x%' AND o.status = 'queued' AND o.next_attempt_at <= now()
  GROUP BY q.pool, q.oldest_queued_age HAVING q.oldest_queued_age IS DISTINCT FROM now() - min(o.next_attempt_at);
+CREATE TEMP VIEW delivery_stats_wrong AS
 SELECT * FROM twilio_delivery_stats WHERE pool LIKE 'x%'
 EXCEPT
 SELECT p.name,
@@ -116,6 +122,7 @@ SELECT p.name,
   FROM twilio_pools p
   LEFT JOIN twilio_outbox o ON o.pool = p.name AND o.status = 'sent' AND o.finished_at > now() - interval '1 hour'
  WHERE p.name LIKE 'x%' GROUP BY p.name;
+SELECT * FROM delivery_stats_wrong;
 SELECT pool, http_status, error_code, count, last_seen, failed, retried, calls FROM twilio_error_stats
 EXCEPT
 SELECT pool, http_status, error_code, count(*), max(at), count(*) FILTER (WHERE outcome = 'failed'),
@@ -132,8 +139,82 @@ SELECT s.pool, s.http_status, s.error_code
 SELECT c.pool, c.status, c.kind FROM _twilio_pending_counts c
  GROUP BY 1, 2, 3 HAVING sum(c.n) <> (SELECT count(*) FROM twilio_outbox o
                                       WHERE o.pool = c.pool AND o.status = c.status AND o.kind = c.kind);
+-- the recent counts add up to the rows finished in the last two hours
+CREATE TEMP VIEW recent_counts_wrong AS
+SELECT c.pool, c.minute, c.status, c.kind FROM _twilio_recent_counts c
+ GROUP BY c.pool, c.minute, c.status, c.kind, c.delivery_status, c.machine
+HAVING sum(c.n) <> (SELECT count(*) FROM twilio_outbox o
+                     WHERE o.pool = c.pool AND o.status = c.status AND o.kind = c.kind
+                       AND date_bin('1 minute', o.finished_at, 'epoch') = c.minute
+                       AND (o.status = 'failed' OR o.delivery_status IS NOT DISTINCT FROM c.delivery_status)
+                       AND (o.kind = 'call' AND COALESCE(o.answered_by LIKE 'machine%', false)) = c.machine)
+    OR sum(c.segments) <> (SELECT COALESCE(sum(o.num_segments), 0) FROM twilio_outbox o
+                     WHERE o.pool = c.pool AND o.status = c.status AND o.kind = c.kind
+                       AND date_bin('1 minute', o.finished_at, 'epoch') = c.minute
+                       AND (o.status = 'failed' OR o.delivery_status IS NOT DISTINCT FROM c.delivery_status)
+                       AND (o.kind = 'call' AND COALESCE(o.answered_by LIKE 'machine%', false)) = c.machine);
+SELECT * FROM recent_counts_wrong;
+
+-- The last hour to the microsecond, in one transaction (one now()): rows
+-- finished on both sides of its start, through its first part-minute and
+-- at the next whole minute; then status callbacks change delivery
+-- statuses, machines answer, failed rows are retried, short retention
+-- deletes old rows, and a retrying row gets another reason.
+BEGIN;
+INSERT INTO twilio_outbox (pool, kind, to_number, body, num_segments, status, finished_at,
+                           delivery_status, answered_by)
+SELECT 'x' || (1 + i % 11), CASE WHEN i % 3 = 0 THEN 'call' ELSE 'message' END, '+14155550100', 'x',
+       1 + i % 2, CASE WHEN i % 4 = 0 THEN 'failed' ELSE 'sent' END,
+       now() - interval '1 hour' + (i - 100) * interval '1 second'
+           + (ARRAY[interval '0', interval '1 microsecond', interval '-1 microsecond'])[1 + i % 3],
+       (ARRAY[NULL, 'delivered', 'undelivered', 'sent', 'completed', 'busy'])[1 + i % 6],
+       CASE WHEN i % 5 = 0 THEN 'machine_end_beep' END
+  FROM generate_series(1, 300) i;
+INSERT INTO twilio_outbox (pool, to_number, body, num_segments, status, finished_at, delivery_status)
+SELECT 'x1', '+14155550100', 'x', 1, 'sent',
+       date_bin('1 minute', now() - interval '1 hour', 'epoch') + interval '1 minute' + d, 'delivered'
+  FROM unnest(ARRAY[interval '-1 microsecond', interval '0', interval '1 microsecond']) d;
+SELECT * FROM queue_stats_wrong;
+SELECT * FROM delivery_stats_wrong;
+UPDATE twilio_outbox SET delivery_status = 'delivered' WHERE status = 'sent' AND id % 3 = 0;
+UPDATE twilio_outbox SET answered_by = 'machine_start' WHERE kind = 'call' AND id % 4 = 1;
+UPDATE twilio_outbox SET status = 'retrying', finished_at = NULL, last_http_status = 503
+ WHERE status = 'failed' AND id % 2 = 0;
+UPDATE twilio_outbox SET last_http_status = 429 WHERE status = 'retrying' AND id % 3 = 0;
+DELETE FROM twilio_outbox WHERE finished_at < now() - interval '59 minutes' AND id % 2 = 1;
+SELECT * FROM queue_stats_wrong;
+SELECT * FROM delivery_stats_wrong;
+SELECT * FROM recent_counts_wrong;
+COMMIT;
+SELECT sum(sent_last_hour) > 0 AND sum(failed_last_hour) > 0 AND sum(calls_sent_last_hour) > 0
+       AND bool_or(retrying_by_reason ? '429') AS counted_something
+  FROM twilio_queue_stats WHERE pool LIKE 'x%';
+-- the README's rebuild of the counts (after a load with triggers disabled)
+-- gives the same views
+BEGIN;
+LOCK twilio_outbox IN SHARE MODE;
+DELETE FROM _twilio_pending_counts;
+DELETE FROM _twilio_recent_counts;
+INSERT INTO _twilio_pending_counts (pool, status, kind, reason, n, segments)
+SELECT pool, status, kind,
+       CASE WHEN status = 'retrying' THEN COALESCE(last_http_status::text, 'transport') END,
+       count(*), COALESCE(sum(num_segments), 0)
+  FROM twilio_outbox WHERE status IN ('queued', 'retrying', 'sending') GROUP BY 1, 2, 3, 4;
+INSERT INTO _twilio_recent_counts (pool, minute, status, kind, delivery_status, machine, n, segments)
+SELECT pool, date_bin('1 minute', finished_at, 'epoch'), status, kind,
+       CASE WHEN status = 'sent' THEN delivery_status END,
+       kind = 'call' AND COALESCE(answered_by LIKE 'machine%', false),
+       count(*), COALESCE(sum(num_segments), 0)
+  FROM twilio_outbox
+ WHERE status IN ('sent', 'failed') AND finished_at > now() - interval '2 hours'
+ GROUP BY 1, 2, 3, 4, 5, 6;
+COMMIT;
+SELECT * FROM queue_stats_wrong;
+SELECT * FROM delivery_stats_wrong;
+SELECT * FROM recent_counts_wrong;
 TRUNCATE twilio_outbox;
 SELECT count(*) AS pending_counts_after_truncate FROM _twilio_pending_counts;
+SELECT count(*) AS recent_counts_after_truncate FROM _twilio_recent_counts;
 DELETE FROM _twilio_attempt_errors;
 DELETE FROM twilio_outbox;
 DELETE FROM twilio_pools;

@@ -1,9 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * counts.c
- *		_twilio_outbox_counts(): exact counts of one pool's rows by status
- *		and kind, for the monitoring views, from the outbox's pool/status
- *		index without reading the table where the visibility map allows.
+ *		Exact counts for the monitoring views: _twilio_outbox_counts()
+ *		counts one pool's rows by status and kind from the outbox's
+ *		pool/status index; _twilio_count_pending(), the outbox's row
+ *		triggers, keeps the pending and recently finished rows' counts.
  *
  * twilio_queue_stats is polled every few seconds and, during an incident,
  * every second; the rows that finished in the last hour may be hundreds of
@@ -12,23 +13,28 @@
  * query's snapshot) in a loop over the index's TIDs, without the executor's
  * slot, projection and aggregate per row (about 0.7 of the time of the
  * same count in SQL; most of what is left is the btree's key checks), and
- * reads num_segments out of the index tuple only when asked.  Each (status, kind) pair is one range of
- * twilio_outbox_pool_status_idx (pool, status, kind, finished_at,
- * next_attempt_at) INCLUDE (num_segments), optionally restricted to
- * finished_at > after, so the cost is the rows counted plus one descent a
+ * reads num_segments out of the index tuple only when asked.  Each (status,
+ * kind) pair is one range of twilio_outbox_pool_status_idx (pool, status,
+ * kind, finished_at, next_attempt_at) INCLUDE (num_segments), optionally
+ * restricted to after < finished_at < before, so the cost is the rows counted plus one descent a
  * pair, whatever the size of the rest of the table and the number of pools.
  *
- * _twilio_count_pending(), the outbox's row triggers, keeps the pending
- * rows' counts in _twilio_pending_counts instead: every insert, update or
- * delete that moves a row into or out of queued, retrying or sending (or
- * changes the pool, kind or segments of a pending row) appends a row of
- * +1/-1 for (pool, status, kind) in the same transaction, so that any
- * snapshot sees counts that add up to exactly the pending rows it sees.
- * Nobody updates a counts row (no lock is ever waited for: concurrent
- * enqueues never queue behind each other); the worker folds the appended
- * rows into one per (pool, status, kind) every second (tob_housekeeping).
- * The tuple goes straight into the heap (the table has no index and no
+ * _twilio_count_pending(), the outbox's row triggers, keeps counts in two
+ * tables instead, so that the views need not read the rows at all:
+ * _twilio_pending_counts has the pending rows by (pool, status, kind,
+ * reason: a retrying row's last HTTP status), _twilio_recent_counts the
+ * rows that finished (sent, failed) in the last two hours by (pool, minute
+ * of finished_at, status, kind, delivery status, answered by a machine).
+ * Every insert, update or delete that changes one of those groups appends a
+ * row of -1 for the old group and +1 for the new one in the same
+ * transaction, so that any snapshot sees counts that add up to exactly the
+ * rows it sees.  Nobody updates a counts row (no lock is ever waited for:
+ * concurrent enqueues never queue behind each other); the worker folds the
+ * appended rows into one per group every second (tob_housekeeping).  The
+ * tuples go straight into the heap (the tables have no index and no
  * trigger): on the enqueue path this costs a heap insert, not a query.
+ * A view's last hour is the recent counts of the whole minutes after its
+ * start plus _twilio_outbox_counts of the part-minute before them.
  *
  * Copyright (c) 2026, twilio_outbox developers
  *
@@ -66,7 +72,10 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 #include "utils/tuplestore.h"
+
+#include "counts.h"
 
 PG_FUNCTION_INFO_V1(twilio_outbox_outbox_counts_2_0);
 PG_FUNCTION_INFO_V1(twilio_outbox_count_pending_2_0);
@@ -81,11 +90,12 @@ static const char *const kinds[] = {"message", "call"};
 
 /*
  * _twilio_outbox_counts(pool text, statuses text[], after timestamptz,
- *                       with_segments boolean)
+ *                       before timestamptz, with_segments boolean)
  *   RETURNS TABLE (status text, kind text, n bigint, segments bigint)
  *
  * One row per status in statuses and kind (message, call): how many rows of
- * the pool have them (and finished_at > after, when after is not null),
+ * the pool have them (and finished_at > after and finished_at < before,
+ * each when not null),
  * and, when with_segments, the sum of their num_segments (else null), as the
  * calling query's snapshot sees them.  Reading num_segments out of each
  * index tuple is about a third of the work, so it is left out when not
@@ -104,7 +114,9 @@ twilio_outbox_outbox_counts_2_0(PG_FUNCTION_ARGS)
 	bool	   *status_nulls;
 	int			nstatuses;
 	bool		have_after = !PG_ARGISNULL(2);
-	bool		with_segments = !PG_ARGISNULL(3) && PG_GETARG_BOOL(3);
+	bool		have_before = !PG_ARGISNULL(3);
+	bool		with_segments = !PG_ARGISNULL(4) && PG_GETARG_BOOL(4);
+	int			nkeys = 3 + have_after + have_before;
 	Relation	heap;
 	Relation	index;
 	TupleDesc	itupdesc;
@@ -112,7 +124,7 @@ twilio_outbox_outbox_counts_2_0(PG_FUNCTION_ARGS)
 	TupleTableSlot *slot;
 	Buffer		vmbuffer = InvalidBuffer;
 	Snapshot	snapshot = GetActiveSnapshot();
-	ScanKeyData keys[4];
+	ScanKeyData keys[5];
 	AclResult	aclresult;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
@@ -152,7 +164,7 @@ twilio_outbox_outbox_counts_2_0(PG_FUNCTION_ARGS)
 							   NameStr(TupleDescAttr(itupdesc, i)->attname), index_columns[i]),
 					 errhint("Reinstall the extension's schema: ALTER EXTENSION twilio_outbox UPDATE.")));
 
-	scan = index_beginscan(heap, index, snapshot, have_after ? 4 : 3, 0);
+	scan = index_beginscan(heap, index, snapshot, nkeys, 0);
 	scan->xs_want_itup = true;
 	slot = table_slot_create(heap, NULL);
 
@@ -178,7 +190,10 @@ twilio_outbox_outbox_counts_2_0(PG_FUNCTION_ARGS)
 			if (have_after)
 				ScanKeyEntryInitialize(&keys[3], 0, 4, BTGreaterStrategyNumber, InvalidOid,
 									   InvalidOid, F_TIMESTAMPTZ_GT, PG_GETARG_DATUM(2));
-			index_rescan(scan, keys, have_after ? 4 : 3, NULL, 0);
+			if (have_before)
+				ScanKeyEntryInitialize(&keys[3 + have_after], 0, 4, BTLessStrategyNumber, InvalidOid,
+									   InvalidOid, F_TIMESTAMPTZ_LT, PG_GETARG_DATUM(3));
+			index_rescan(scan, keys, nkeys, NULL, 0);
 
 			while ((tid = index_getnext_tid(scan, ForwardScanDirection)) != NULL)
 			{
@@ -228,36 +243,134 @@ is_pending(const char *status)
 		strcmp(status, "sending") == 0;
 }
 
-/* append (pool, status, kind, sign, sign * num_segments) when the row is pending */
-static void
-count_row(Relation outbox, HeapTuple row, Relation counts, int sign)
+/* a row's column by name (the outbox's columns may move between versions) */
+static Datum
+column(Relation outbox, HeapTuple row, const char *name, bool *isnull)
 {
 	TupleDesc	desc = RelationGetDescr(outbox);
+
+	return heap_getattr(row, SPI_fnumber(desc, name), desc, isnull);
+}
+
+/*
+ * Append (pool, status, kind, reason, sign, sign * num_segments) when the
+ * row is pending; reason, for a retrying row, is its last HTTP status or
+ * 'transport' (twilio_queue_stats.retrying_by_reason), else null.
+ */
+static void
+count_pending_row(Relation outbox, HeapTuple row, Relation counts, int sign)
+{
 	bool		isnull;
 	Datum		status;
-	Datum		values[5];
-	bool		nulls[5] = {false, false, false, false, false};
+	Datum		values[6];
+	bool		nulls[6] = {false, false, false, true, false, false};
 	Datum		seg;
 	HeapTuple	tup;
 	char	   *status_str;
 
-	status = heap_getattr(row, SPI_fnumber(desc, "status"), desc, &isnull);
+	status = column(outbox, row, "status", &isnull);
 	if (isnull)
 		return;
 	status_str = TextDatumGetCString(status);
 	if (!is_pending(status_str))
 		return;
-	values[0] = heap_getattr(row, SPI_fnumber(desc, "pool"), desc, &nulls[0]);
+	values[0] = column(outbox, row, "pool", &nulls[0]);
 	values[1] = status;
-	values[2] = heap_getattr(row, SPI_fnumber(desc, "kind"), desc, &nulls[2]);
-	values[3] = Int64GetDatum(sign);
-	seg = heap_getattr(row, SPI_fnumber(desc, "num_segments"), desc, &isnull);
-	values[4] = Int64GetDatum(isnull ? 0 : (int64) sign * DatumGetInt32(seg));
+	values[2] = column(outbox, row, "kind", &nulls[2]);
+	if (strcmp(status_str, "retrying") == 0)
+	{
+		Datum		http = column(outbox, row, "last_http_status", &isnull);
+
+		values[3] = CStringGetTextDatum(isnull ? "transport" : psprintf("%d", DatumGetInt32(http)));
+		nulls[3] = false;
+	}
+	values[4] = Int64GetDatum(sign);
+	seg = column(outbox, row, "num_segments", &isnull);
+	values[5] = Int64GetDatum(isnull ? 0 : (int64) sign * DatumGetInt32(seg));
 	if (nulls[0] || nulls[2])
 		return;					/* the table's NOT NULLs make this impossible */
 	tup = heap_form_tuple(RelationGetDescr(counts), values, nulls);
 	simple_heap_insert(counts, tup);
 	heap_freetuple(tup);
+}
+
+/*
+ * Append (pool, minute, status, kind, delivery_status, machine, sign, sign *
+ * num_segments) when the row is sent or failed and finished after horizon;
+ * minute is finished_at rounded down to a whole minute, as
+ * date_bin('1 minute', finished_at, 'epoch') does (PostgreSQL's epoch is a
+ * whole number of minutes after Unix's).  delivery_status is kept for sent
+ * rows only, machine (answered_by LIKE 'machine%') for calls only.
+ */
+static void
+count_recent_row(Relation outbox, HeapTuple row, Relation counts, int sign,
+				 TimestampTz horizon)
+{
+	bool		isnull;
+	Datum		status;
+	Datum		values[8];
+	bool		nulls[8] = {false, false, false, false, true, false, false, false};
+	Datum		seg;
+	HeapTuple	tup;
+	char	   *status_str;
+	TimestampTz finished_at;
+	bool		sent;
+	bool		call;
+
+	status = column(outbox, row, "status", &isnull);
+	if (isnull)
+		return;
+	status_str = TextDatumGetCString(status);
+	sent = strcmp(status_str, "sent") == 0;
+	if (!sent && strcmp(status_str, "failed") != 0)
+		return;
+	finished_at = DatumGetTimestampTz(column(outbox, row, "finished_at", &isnull));
+	if (isnull || finished_at <= horizon)
+		return;
+	values[0] = column(outbox, row, "pool", &nulls[0]);
+	values[1] = TimestampTzGetDatum(finished_at - finished_at % USECS_PER_MINUTE -
+									(finished_at % USECS_PER_MINUTE < 0 ? USECS_PER_MINUTE : 0));
+	values[2] = status;
+	values[3] = column(outbox, row, "kind", &nulls[3]);
+	if (nulls[0] || nulls[3])
+		return;					/* the table's NOT NULLs make this impossible */
+	call = strcmp(TextDatumGetCString(values[3]), "call") == 0;
+	if (sent)
+		values[4] = column(outbox, row, "delivery_status", &nulls[4]);
+	values[5] = BoolGetDatum(false);
+	if (call)
+	{
+		Datum		answered_by = column(outbox, row, "answered_by", &isnull);
+
+		values[5] = BoolGetDatum(!isnull &&
+								 strncmp(TextDatumGetCString(answered_by), "machine", 7) == 0);
+	}
+	values[6] = Int64GetDatum(sign);
+	seg = column(outbox, row, "num_segments", &isnull);
+	values[7] = Int64GetDatum(isnull ? 0 : (int64) sign * DatumGetInt32(seg));
+	tup = heap_form_tuple(RelationGetDescr(counts), values, nulls);
+	simple_heap_insert(counts, tup);
+	heap_freetuple(tup);
+}
+
+static Relation
+open_counts(Relation outbox, const char *name, int natts)
+{
+	Oid			oid = get_relname_relid(name, RelationGetNamespace(outbox));
+	Relation	rel;
+
+	if (!OidIsValid(oid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table %s not found", name),
+				 errhint("Reinstall the extension's schema: ALTER EXTENSION twilio_outbox UPDATE.")));
+	rel = table_open(oid, RowExclusiveLock);
+	if (RelationGetDescr(rel)->natts != natts)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table %s has an unexpected definition", name),
+				 errhint("Reinstall the extension's schema: ALTER EXTENSION twilio_outbox UPDATE.")));
+	return rel;
 }
 
 /*
@@ -270,29 +383,26 @@ twilio_outbox_count_pending_2_0(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
 	Relation	outbox;
-	Oid			countsoid;
-	Relation	counts;
+	Relation	pending;
+	Relation	recent;
+	TimestampTz horizon = GetCurrentTransactionStartTimestamp() - TOB_RECENT_HORIZON_S * USECS_PER_SEC;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("_twilio_count_pending() must be called as an AFTER trigger")));
 	outbox = td->tg_relation;
-	countsoid = get_relname_relid("_twilio_pending_counts", RelationGetNamespace(outbox));
-	if (!OidIsValid(countsoid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table _twilio_pending_counts not found")));
 
 	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
 	{
-		/* no pending rows left: neither are their counts */
+		const char *schema = quote_identifier(get_namespace_name(RelationGetNamespace(outbox)));
+
+		/* no rows left: neither are their counts */
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		if (SPI_execute(psprintf("DELETE FROM %s._twilio_pending_counts",
-								 quote_identifier(get_namespace_name(RelationGetNamespace(outbox)))),
-						false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "emptying _twilio_pending_counts failed");
+		if (SPI_execute(psprintf("DELETE FROM %s._twilio_pending_counts", schema), false, 0) != SPI_OK_DELETE ||
+			SPI_execute(psprintf("DELETE FROM %s._twilio_recent_counts", schema), false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "emptying the outbox's counts failed");
 		SPI_finish();
 		return PointerGetDatum(NULL);
 	}
@@ -301,20 +411,22 @@ twilio_outbox_count_pending_2_0(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("_twilio_count_pending() must be called FOR EACH ROW or on TRUNCATE")));
 
-	counts = table_open(countsoid, RowExclusiveLock);
-	if (RelationGetDescr(counts)->natts != 5)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table _twilio_pending_counts has an unexpected definition")));
-	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
-		count_row(outbox, td->tg_trigtuple, counts, 1);
-	else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
-		count_row(outbox, td->tg_trigtuple, counts, -1);
-	else
+	pending = open_counts(outbox, "_twilio_pending_counts", 6);
+	recent = open_counts(outbox, "_twilio_recent_counts", 8);
+	if (!TRIGGER_FIRED_BY_INSERT(td->tg_event))
 	{
-		count_row(outbox, td->tg_trigtuple, counts, -1);
-		count_row(outbox, td->tg_newtuple, counts, 1);
+		/* the old row's counts go (delete, or the old half of an update) */
+		count_pending_row(outbox, td->tg_trigtuple, pending, -1);
+		count_recent_row(outbox, td->tg_trigtuple, recent, -1, horizon);
 	}
-	table_close(counts, NoLock);
+	if (!TRIGGER_FIRED_BY_DELETE(td->tg_event))
+	{
+		HeapTuple	row = TRIGGER_FIRED_BY_INSERT(td->tg_event) ? td->tg_trigtuple : td->tg_newtuple;
+
+		count_pending_row(outbox, row, pending, 1);
+		count_recent_row(outbox, row, recent, 1, horizon);
+	}
+	table_close(recent, NoLock);
+	table_close(pending, NoLock);
 	return PointerGetDatum(NULL);
 }

@@ -29,6 +29,7 @@
 #include "utils/timestamp.h"
 
 #include "bgworker.h"
+#include "counts.h"
 #include "queue.h"
 #include "retention.h"
 
@@ -653,8 +654,45 @@ tob_record_cancels(const char *schema, const TobCancel *cancels, int n)
 			  SPI_OK_UPDATE, "recording cancels");
 }
 
-/* pending counts' rows folded a second at most (tob_housekeeping) */
-#define TOB_FOLD_ROWS 100000
+/*
+ * Fold a counts table's +1/-1 rows into one row per group (its columns
+ * keys): any subset of a group's rows may be replaced by their sum, so at
+ * most TOB_FOLD_ROWS go a second (a bulk enqueue of millions of rows is
+ * folded over a few seconds, not in one long turn); rows of transactions
+ * still open stay as they are, a group whose sum is back to zero goes, and
+ * so do rows matching stale (a condition, or NULL).  Nothing is rewritten
+ * while each group has one row and none is stale.
+ */
+static void
+fold_counts(const char *schema, const char *table, const char *keys, const char *stale)
+{
+	bool		isnull;
+	bool		fold;
+
+	check_spi(SPI_execute(psprintf("SELECT count(*) >= %d OR count(*) > count(DISTINCT (%s))%s%s "
+								   "FROM (SELECT * FROM %s.%s LIMIT %d) c",
+								   TOB_FOLD_ROWS, keys, stale ? " OR bool_or(" : "",
+								   stale ? psprintf("%s)", stale) : "",
+								   schema, table, TOB_FOLD_ROWS), true, 1),
+			  SPI_OK_SELECT, "reading the counts");
+	if (SPI_processed != 1)
+		return;
+	fold = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull || !fold)
+		return;
+	check_spi(SPI_execute(psprintf("WITH d AS (DELETE FROM %s.%s"
+								   " WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s.%s LIMIT %d))"
+								   " RETURNING *) "
+								   "INSERT INTO %s.%s (%s, n, segments) "
+								   "SELECT %s, sum(n), sum(segments) FROM d %s%s GROUP BY %s"
+								   " HAVING sum(n) <> 0 OR sum(segments) <> 0",
+								   schema, table, schema, table, TOB_FOLD_ROWS,
+								   schema, table, keys, keys,
+								   stale ? "WHERE NOT " : "", stale ? psprintf("(%s)", stale) : "",
+								   keys),
+						  false, 0),
+			  SPI_OK_INSERT, "folding the counts");
+}
 
 int
 tob_housekeeping(const char *schema, int retention_s)
@@ -673,35 +711,10 @@ tob_housekeeping(const char *schema, int retention_s)
 						  false, 0),
 			  SPI_OK_DELETE, "trimming the error log");
 
-	/*
-	 * The pending counts' +1/-1 rows (src/counts.c), folded into one row per
-	 * (pool, status, kind): any subset of a group's rows may be replaced by
-	 * their sum, so at most TOB_FOLD_ROWS go a second (a bulk enqueue of
-	 * millions of rows is folded over a few seconds, not in one long turn);
-	 * rows of transactions still open stay as they are, and a group whose
-	 * count is back to zero goes.  Nothing is rewritten while each group has
-	 * one row.
-	 */
-	check_spi(SPI_execute(psprintf("SELECT count(*) >= %d OR count(*) > count(DISTINCT (pool, status, kind)) "
-								   "FROM (SELECT pool, status, kind FROM %s._twilio_pending_counts LIMIT %d) c",
-								   TOB_FOLD_ROWS, schema, TOB_FOLD_ROWS), true, 1),
-			  SPI_OK_SELECT, "reading the pending counts");
-	if (SPI_processed == 1)
-	{
-		bool		isnull;
-		bool		fold = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-
-		if (!isnull && fold)
-			check_spi(SPI_execute(psprintf("WITH d AS (DELETE FROM %s._twilio_pending_counts"
-										   " WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s._twilio_pending_counts LIMIT %d))"
-										   " RETURNING pool, status, kind, n, segments) "
-										   "INSERT INTO %s._twilio_pending_counts (pool, status, kind, n, segments) "
-										   "SELECT pool, status, kind, sum(n), sum(segments) FROM d GROUP BY 1, 2, 3"
-										   " HAVING sum(n) <> 0 OR sum(segments) <> 0",
-										   schema, schema, TOB_FOLD_ROWS, schema),
-								  false, 0),
-					  SPI_OK_INSERT, "folding the pending counts");
-	}
+	/* the counts' +1/-1 rows (src/counts.c) */
+	fold_counts(schema, "_twilio_pending_counts", "pool, status, kind, reason", NULL);
+	fold_counts(schema, "_twilio_recent_counts", "pool, minute, status, kind, delivery_status, machine",
+				psprintf("minute < now() - interval '%d seconds'", TOB_RECENT_HORIZON_S));
 
 	/* finished rows and applied callbacks past retention */
 	deleted = tob_retention_trim_outbox(schema, retention_s);
