@@ -269,17 +269,23 @@ ALTER TABLE _twilio_pending_counts SET (autovacuum_vacuum_scale_factor = 0,
 -- The rows that finished (sent, failed) in the last two hours, by pool,
 -- minute of finished_at (date_bin('1 minute', finished_at, 'epoch')),
 -- status, kind, delivery status (sent rows) and whether a machine answered
--- (calls), kept the same way, for the views' last hour: the whole minutes
--- after its start are sums over this table, the part-minute before them is
--- counted from the outbox's indexes.  Minutes older than two hours are
--- dropped by the fold.
+-- (calls), kept the same way, for the views' last hour and minute: the
+-- whole minutes after the hour's start and the whole seconds after the
+-- minute's are sums over this table, the part-minute and part-second
+-- before them are counted from the outbox's indexes.  Three kinds of row:
+-- raw (appended by the triggers, with minute and second), by minute
+-- (second is null) and by second (sent rows of the last two minutes); the
+-- worker's fold adds each raw row to its minute's and second's sums and
+-- drops minutes older than two hours and seconds older than two minutes.
 CREATE TABLE _twilio_recent_counts (
 	pool			text NOT NULL,
 	minute			timestamptz NOT NULL,
+	second			timestamptz,
 	status			text NOT NULL,
 	kind			text NOT NULL,
 	delivery_status	text,
 	machine			boolean NOT NULL,
+	raw				boolean NOT NULL,
 	n				bigint NOT NULL,
 	segments		bigint NOT NULL
 );
@@ -638,15 +644,15 @@ AS 'MODULE_PATHNAME', 'twilio_outbox_outbox_counts_2_0';
 
 -- API: private
 -- The recent counts' windows: hour, the first whole minute after now() - 1
--- hour (the last hour is _twilio_recent_counts from there on, plus the
--- outbox's rows finished between now() - 1 hour and it); minute, the minute
--- holding now() - 1 minute (a pool with no sent rows from there on sent
--- nothing in the last minute).  Inlined into its callers.
+-- hour (the last hour is _twilio_recent_counts' minutes from there on, plus
+-- the outbox's rows finished between now() - 1 hour and it); minute, the
+-- first whole second after now() - 1 minute (the last minute is its seconds
+-- from there on, plus the rows finished between now() - 1 minute and it).
 CREATE FUNCTION _twilio_recent_minutes(OUT hour timestamptz, OUT minute timestamptz)
 LANGUAGE sql STABLE
 AS $$
 	SELECT pg_catalog.date_bin('1 minute', pg_catalog.now() - interval '1 hour', 'epoch') + interval '1 minute',
-	       pg_catalog.date_bin('1 minute', pg_catalog.now() - interval '1 minute', 'epoch');
+	       pg_catalog.date_bin('1 second', pg_catalog.now() - interval '1 minute', 'epoch') + interval '1 second';
 $$;
 
 -- API: private
@@ -689,7 +695,7 @@ AS $$
 	       pg_catalog.make_interval(secs => COALESCE(a.pending_segments, 0)
 	           OPERATOR(pg_catalog./) COALESCE(w.effective_mps::numeric, p.mps)) AS est_drain_time,
 	       (COALESCE(r.sent, 0) + h.sent)::bigint AS sent_last_hour,
-	       COALESCE(b.by_reason, '{}') AS retrying_by_reason,
+	       COALESCE(a.by_reason, '{}') AS retrying_by_reason,
 	       pg_catalog.round(m.segments_last_minute::numeric / 60, 3) AS observed_mps,
 	       w.effective_mps,
 	       p.paused_until,
@@ -698,30 +704,34 @@ AS $$
 	       (COALESCE(r.calls_sent, 0) + h.calls_sent)::bigint AS calls_sent_last_hour
 	  FROM @extschema@.twilio_pools p
 	  LEFT JOIN (
-	        SELECT c.pool,
-	               pg_catalog.sum(c.n) FILTER (WHERE c.status = 'queued') AS queued,
-	               pg_catalog.sum(c.n) FILTER (WHERE c.status = 'retrying') AS retrying,
-	               pg_catalog.sum(c.n) FILTER (WHERE c.status = 'sending') AS sending,
-	               pg_catalog.sum(c.segments) AS pending_segments,
-	               pg_catalog.sum(c.n) FILTER (WHERE c.kind = 'call') AS calls_pending
-	          FROM @extschema@._twilio_pending_counts c
-	         GROUP BY c.pool) a ON a.pool = p.name
-	  LEFT JOIN (
-	        SELECT x.pool, pg_catalog.jsonb_object_agg(x.reason, x.n) AS by_reason
-	          FROM (SELECT c.pool, c.reason, pg_catalog.sum(c.n) AS n
+	        SELECT g.pool,
+	               pg_catalog.sum(g.n) FILTER (WHERE g.status = 'queued') AS queued,
+	               pg_catalog.sum(g.n) FILTER (WHERE g.status = 'retrying') AS retrying,
+	               pg_catalog.sum(g.n) FILTER (WHERE g.status = 'sending') AS sending,
+	               pg_catalog.sum(g.segments) AS pending_segments,
+	               pg_catalog.sum(g.calls) AS calls_pending,
+	               pg_catalog.jsonb_object_agg(g.reason, g.n) FILTER (WHERE g.status = 'retrying' AND g.n <> 0)
+	                   AS by_reason
+	          FROM (SELECT c.pool, c.status, c.reason,
+	                       pg_catalog.sum(c.n) AS n, pg_catalog.sum(c.segments) AS segments,
+	                       pg_catalog.sum(c.n) FILTER (WHERE c.kind = 'call') AS calls
 	                  FROM @extschema@._twilio_pending_counts c
-	                 WHERE c.status = 'retrying'
-	                 GROUP BY 1, 2 HAVING pg_catalog.sum(c.n) <> 0) x
-	         GROUP BY x.pool) b ON b.pool = p.name
+	                 GROUP BY 1, 2, 3) g
+	         GROUP BY g.pool) a ON a.pool = p.name
 	  LEFT JOIN (
 	        SELECT c.pool,
-	               pg_catalog.sum(c.n) FILTER (WHERE c.minute >= w.hour AND c.status = 'sent') AS sent,
-	               pg_catalog.sum(c.n) FILTER (WHERE c.minute >= w.hour AND c.status = 'failed') AS failed,
-	               pg_catalog.sum(c.n) FILTER (WHERE c.minute >= w.hour AND c.status = 'sent'
+	               pg_catalog.sum(c.n) FILTER (WHERE c.by_minute AND c.minute >= w.hour AND c.status = 'sent') AS sent,
+	               pg_catalog.sum(c.n) FILTER (WHERE c.by_minute AND c.minute >= w.hour AND c.status = 'failed') AS failed,
+	               pg_catalog.sum(c.n) FILTER (WHERE c.by_minute AND c.minute >= w.hour AND c.status = 'sent'
 	                                             AND c.kind = 'call') AS calls_sent,
-	               pg_catalog.bool_or(c.minute < w.hour) AS in_first_minute,
-	               pg_catalog.bool_or(c.minute >= w.minute AND c.status = 'sent') AS in_last_minute
-	          FROM @extschema@._twilio_recent_counts c, @extschema@._twilio_recent_minutes() w
+	               pg_catalog.sum(c.n) FILTER (WHERE c.by_second AND c.second >= w.minute) AS sent_minute,
+	               pg_catalog.sum(c.segments) FILTER (WHERE c.by_second AND c.second >= w.minute) AS segments_minute,
+	               pg_catalog.bool_or(c.by_minute AND c.minute < w.hour) AS in_first_minute,
+	               pg_catalog.bool_or(c.by_second AND c.second = w.minute - interval '1 second') AS in_first_second
+	          FROM (SELECT c.*, c.raw OR c.second IS NULL AS by_minute,
+	                       c.second IS NOT NULL AND c.status = 'sent' AS by_second
+	                  FROM @extschema@._twilio_recent_counts c) c,
+	               @extschema@._twilio_recent_minutes() w
 	         WHERE c.minute >= w.hour - interval '1 minute'
 	         GROUP BY c.pool) r ON r.pool = p.name
 	 CROSS JOIN LATERAL (
@@ -734,11 +744,12 @@ AS $$
 	                   pg_catalog.now() - interval '1 hour', w.hour, false) c
 	         WHERE r.in_first_minute) h
 	 CROSS JOIN LATERAL (
-	        SELECT COALESCE(pg_catalog.sum(c.n), 0)::bigint AS sent_last_minute,
-	               COALESCE(pg_catalog.sum(c.segments), 0) AS segments_last_minute
-	          FROM @extschema@._twilio_outbox_counts(p.name, '{sent}',
-	                   pg_catalog.now() - interval '1 minute', NULL, true) c
-	         WHERE r.in_last_minute) m
+	        SELECT (COALESCE(r.sent_minute, 0) + COALESCE(pg_catalog.sum(c.n), 0))::bigint AS sent_last_minute,
+	               COALESCE(r.segments_minute, 0) + COALESCE(pg_catalog.sum(c.segments), 0) AS segments_last_minute
+	          FROM @extschema@._twilio_recent_minutes() w,
+	               @extschema@._twilio_outbox_counts(p.name, '{sent}',
+	                   pg_catalog.now() - interval '1 minute', w.minute, true) c
+	         WHERE r.in_first_second) m
 	 CROSS JOIN LATERAL (
 	        SELECT CASE WHEN a.queued > 0 THEN LEAST(
 	                   (SELECT o.next_attempt_at FROM @extschema@.twilio_outbox o
@@ -1145,7 +1156,7 @@ AS $$
 	  LEFT JOIN (
 	        SELECT c.pool, c.kind, c.delivery_status AS ds, c.machine, pg_catalog.sum(c.n) AS n
 	          FROM @extschema@._twilio_recent_counts c, @extschema@._twilio_recent_minutes() w
-	         WHERE c.status = 'sent' AND c.minute >= w.hour
+	         WHERE c.status = 'sent' AND c.minute >= w.hour AND (c.raw OR c.second IS NULL)
 	         GROUP BY 1, 2, 3, 4
 	        UNION ALL
 	        SELECT o.pool, o.kind, o.delivery_status,

@@ -4,13 +4,21 @@ worker's drain: commit to the last row sent (max sent_at).  Used by
 bench/drain and bench/slow_api.  Prints figures; writes them as JSON too.
 
     drain.py --messages N --mps MPS --burst B [--timeout S] [--json FILE] [--perf FILE]
+             [--poll-views]
+
+--poll-views: meanwhile, twice a second, the server's execution time of
+twilio_queue_stats and twilio_delivery_stats (EXPLAIN ANALYZE) and the size
+of the counts tables the outbox's triggers keep; printed as median and
+maximum (the views' cost under load, when the counts take the most rows).
 """
 
 import argparse
 import json
 import signal
 import subprocess
+import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -26,7 +34,24 @@ parser.add_argument("--sender", default="+15005550006")
 parser.add_argument("--timeout", type=float, default=120)
 parser.add_argument("--json")
 parser.add_argument("--perf", help="record the worker with perf record -g into this file meanwhile")
+parser.add_argument("--poll-views", action="store_true")
 args = parser.parse_args()
+
+VIEWS = ("twilio_queue_stats", "twilio_delivery_stats")
+
+
+def poll_views(stop, polls):
+    """EXPLAIN ANALYZE each view twice a second until stop is set."""
+    viewer = Pg()
+    while not stop.is_set():
+        for v in VIEWS:
+            plan = viewer.query(f"EXPLAIN (ANALYZE, TIMING OFF) SELECT * FROM {v}")
+            ms = [float(r[0].split()[2]) for r in plan if r[0].startswith("Execution Time")]
+            polls.setdefault(v, []).append(ms[0])
+        size = viewer.query("SELECT pg_relation_size('_twilio_pending_counts') + "
+                            "pg_relation_size('_twilio_recent_counts')")[0][0]
+        polls.setdefault("counts_bytes", []).append(int(size))
+        stop.wait(0.5)
 
 pg = Pg()
 ensure_pool(pg, args.pool, args.sender, args.mps, args.burst)
@@ -36,7 +61,16 @@ if args.perf:
     perf = subprocess.Popen(["perf", "record", "-q", "-g", "-F", "999", "-p", str(pid),
                              "-o", args.perf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
+polls = {}
+stop = threading.Event()
+poller = threading.Thread(target=poll_views, args=(stop, polls), daemon=True) if args.poll_views else None
+if poller:
+    poller.start()
 r = drain(pg, args.messages, args.pool, timeout=args.timeout)
+if poller:
+    stop.set()
+    poller.join()
+    r["views"] = polls
 if perf:
     perf.send_signal(signal.SIGINT)
     perf.wait(timeout=30)
@@ -70,3 +104,12 @@ print(f"  whole machine         {100 * r['machine_busy']:8.0f}% busy of {r['ncpu
       f"(worker, nginx or the double, PostgreSQL, this poller)")
 print(f"  rows by status        {r['statuses']}")
 print(f"  worker totals so far  {r['worker']}")
+if poller and polls:
+    for v in VIEWS:
+        t = polls.get(v, [])
+        if t:
+            print(f"  {v + ' meanwhile':40s} median {statistics.median(t):6.1f} ms, "
+                  f"max {max(t):6.1f} ms over {len(t)} polls (server execution time)")
+    b = polls["counts_bytes"]
+    print(f"  {'counts tables meanwhile':40s} median {statistics.median(b) / 1024:6.0f} kB, "
+          f"max {max(b) / 1024:6.0f} kB")

@@ -139,20 +139,28 @@ SELECT s.pool, s.http_status, s.error_code
 SELECT c.pool, c.status, c.kind FROM _twilio_pending_counts c
  GROUP BY 1, 2, 3 HAVING sum(c.n) <> (SELECT count(*) FROM twilio_outbox o
                                       WHERE o.pool = c.pool AND o.status = c.status AND o.kind = c.kind);
--- the recent counts add up to the rows finished in the last two hours
+-- the recent counts add up to the rows finished in the last two hours, by
+-- minute, and to the sent rows of the last minute, by second
 CREATE TEMP VIEW recent_counts_wrong AS
-SELECT c.pool, c.minute, c.status, c.kind FROM _twilio_recent_counts c
+SELECT 'minute' AS level, c.minute AS at, c.pool, c.status, c.kind FROM _twilio_recent_counts c
+ WHERE c.raw OR c.second IS NULL
  GROUP BY c.pool, c.minute, c.status, c.kind, c.delivery_status, c.machine
-HAVING sum(c.n) <> (SELECT count(*) FROM twilio_outbox o
-                     WHERE o.pool = c.pool AND o.status = c.status AND o.kind = c.kind
-                       AND date_bin('1 minute', o.finished_at, 'epoch') = c.minute
-                       AND (o.status = 'failed' OR o.delivery_status IS NOT DISTINCT FROM c.delivery_status)
-                       AND (o.kind = 'call' AND COALESCE(o.answered_by LIKE 'machine%', false)) = c.machine)
-    OR sum(c.segments) <> (SELECT COALESCE(sum(o.num_segments), 0) FROM twilio_outbox o
-                     WHERE o.pool = c.pool AND o.status = c.status AND o.kind = c.kind
-                       AND date_bin('1 minute', o.finished_at, 'epoch') = c.minute
-                       AND (o.status = 'failed' OR o.delivery_status IS NOT DISTINCT FROM c.delivery_status)
-                       AND (o.kind = 'call' AND COALESCE(o.answered_by LIKE 'machine%', false)) = c.machine);
+HAVING ROW(sum(c.n)::bigint, sum(c.segments)::bigint) IS DISTINCT FROM
+       (SELECT ROW(count(*), COALESCE(sum(o.num_segments), 0)::bigint) FROM twilio_outbox o
+         WHERE o.pool = c.pool AND o.status = c.status AND o.kind = c.kind
+           AND date_bin('1 minute', o.finished_at, 'epoch') = c.minute
+           AND (o.status = 'failed' OR o.delivery_status IS NOT DISTINCT FROM c.delivery_status)
+           AND (o.kind = 'call' AND COALESCE(o.answered_by LIKE 'machine%', false)) = c.machine)
+UNION ALL
+SELECT 'second', c.second, c.pool, c.status, c.kind FROM _twilio_recent_counts c
+ WHERE c.second IS NOT NULL AND c.status = 'sent' AND c.second >= now() - interval '1 minute'
+ GROUP BY c.pool, c.second, c.status, c.kind, c.delivery_status, c.machine
+HAVING ROW(sum(c.n)::bigint, sum(c.segments)::bigint) IS DISTINCT FROM
+       (SELECT ROW(count(*), COALESCE(sum(o.num_segments), 0)::bigint) FROM twilio_outbox o
+         WHERE o.pool = c.pool AND o.status = c.status AND o.kind = c.kind
+           AND date_bin('1 second', o.finished_at, 'epoch') = c.second
+           AND o.delivery_status IS NOT DISTINCT FROM c.delivery_status
+           AND (o.kind = 'call' AND COALESCE(o.answered_by LIKE 'machine%', false)) = c.machine);
 SELECT * FROM recent_counts_wrong;
 
 -- The last hour to the microsecond, in one transaction (one now()): rows
@@ -173,6 +181,18 @@ SELECT 'x' || (1 + i % 11), CASE WHEN i % 3 = 0 THEN 'call' ELSE 'message' END, 
 INSERT INTO twilio_outbox (pool, to_number, body, num_segments, status, finished_at, delivery_status)
 SELECT 'x1', '+14155550100', 'x', 1, 'sent',
        date_bin('1 minute', now() - interval '1 hour', 'epoch') + interval '1 minute' + d, 'delivered'
+  FROM unnest(ARRAY[interval '-1 microsecond', interval '0', interval '1 microsecond']) d;
+-- and the same around the last minute's start, by the microsecond and by the second
+INSERT INTO twilio_outbox (pool, kind, to_number, body, num_segments, status, finished_at, delivery_status)
+SELECT 'x' || (1 + i % 11), CASE WHEN i % 3 = 0 THEN 'call' ELSE 'message' END, '+14155550100', 'x',
+       1 + i % 3, 'sent',
+       now() - interval '1 minute' + (i - 20) * interval '100 milliseconds'
+           + (ARRAY[interval '0', interval '1 microsecond', interval '-1 microsecond'])[1 + i % 3],
+       (ARRAY[NULL, 'delivered', 'sent'])[1 + i % 3]
+  FROM generate_series(1, 60) i;
+INSERT INTO twilio_outbox (pool, to_number, body, num_segments, status, finished_at)
+SELECT 'x2', '+14155550100', 'x', 2, 'sent',
+       date_bin('1 second', now() - interval '1 minute', 'epoch') + interval '1 second' + d
   FROM unnest(ARRAY[interval '-1 microsecond', interval '0', interval '1 microsecond']) d;
 SELECT * FROM queue_stats_wrong;
 SELECT * FROM delivery_stats_wrong;
@@ -200,14 +220,15 @@ SELECT pool, status, kind,
        CASE WHEN status = 'retrying' THEN COALESCE(last_http_status::text, 'transport') END,
        count(*), COALESCE(sum(num_segments), 0)
   FROM twilio_outbox WHERE status IN ('queued', 'retrying', 'sending') GROUP BY 1, 2, 3, 4;
-INSERT INTO _twilio_recent_counts (pool, minute, status, kind, delivery_status, machine, n, segments)
-SELECT pool, date_bin('1 minute', finished_at, 'epoch'), status, kind,
-       CASE WHEN status = 'sent' THEN delivery_status END,
-       kind = 'call' AND COALESCE(answered_by LIKE 'machine%', false),
+INSERT INTO _twilio_recent_counts (pool, minute, second, status, kind, delivery_status, machine, raw,
+                                   n, segments)
+SELECT pool, date_bin('1 minute', finished_at, 'epoch'), date_bin('1 second', finished_at, 'epoch'),
+       status, kind, CASE WHEN status = 'sent' THEN delivery_status END,
+       kind = 'call' AND COALESCE(answered_by LIKE 'machine%', false), true,
        count(*), COALESCE(sum(num_segments), 0)
   FROM twilio_outbox
  WHERE status IN ('sent', 'failed') AND finished_at > now() - interval '2 hours'
- GROUP BY 1, 2, 3, 4, 5, 6;
+ GROUP BY 1, 2, 3, 4, 5, 6, 7;
 COMMIT;
 SELECT * FROM queue_stats_wrong;
 SELECT * FROM delivery_stats_wrong;

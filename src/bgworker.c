@@ -32,8 +32,11 @@
 #include "access/xact.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
+#include "commands/vacuum.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_node.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -276,6 +279,33 @@ MemoryContext
 tob_xact_caller_context(void)
 {
 	return caller_cxt;
+}
+
+void
+tob_vacuum(const char *schema, const char *const *tables, int ntables)
+{
+	VacuumStmt *stmt = makeNode(VacuumStmt);
+	ParseState *pstate;
+
+	stmt->options = list_make1(makeDefElem("truncate", (Node *) makeBoolean(false), -1));
+	stmt->is_vacuumcmd = true;
+	for (int i = 0; i < ntables; i++)
+		stmt->rels = lappend(stmt->rels,
+							 makeVacuumRelation(makeRangeVar(pstrdup(schema), pstrdup(tables[i]), -1),
+												InvalidOid, NIL));
+
+	/* as exec_simple_query runs it: in a transaction it commits and restarts */
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	debug_query_string = "twilio_outbox: VACUUM of the counts";
+	pgstat_report_activity(STATE_RUNNING, debug_query_string);
+	pstate = make_parsestate(NULL);
+	ExecVacuum(pstate, stmt, true);
+	free_parsestate(pstate);
+	CommitTransactionCommand();
+	debug_query_string = NULL;
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
 bool

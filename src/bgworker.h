@@ -44,6 +44,14 @@ extern void tob_xact_report_and_abort(MemoryContext cxt);
 extern MemoryContext tob_xact_caller_context(void);
 
 /*
+ * VACUUM (TRUNCATE false) schema.table for each of tables, as a statement
+ * of its own (outside tob_xact_begin/end: VACUUM runs its own
+ * transactions).  Without the truncation, which would wait for an
+ * exclusive lock on a table that is written all the time.
+ */
+extern void tob_vacuum(const char *schema, const char *const *tables, int ntables);
+
+/*
  * On SIGHUP: the configuration files again, and the server-level
  * default_transaction_read_only (the database's and the role's stay
  * ignored).

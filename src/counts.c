@@ -24,7 +24,8 @@
  * _twilio_pending_counts has the pending rows by (pool, status, kind,
  * reason: a retrying row's last HTTP status), _twilio_recent_counts the
  * rows that finished (sent, failed) in the last two hours by (pool, minute
- * of finished_at, status, kind, delivery status, answered by a machine).
+ * of finished_at, status, kind, delivery status, answered by a machine),
+ * and those of the last two minutes by second as well.
  * Every insert, update or delete that changes one of those groups appends a
  * row of -1 for the old group and +1 for the new one in the same
  * transaction, so that any snapshot sees counts that add up to exactly the
@@ -34,7 +35,8 @@
  * tuples go straight into the heap (the tables have no index and no
  * trigger): on the enqueue path this costs a heap insert, not a query.
  * A view's last hour is the recent counts of the whole minutes after its
- * start plus _twilio_outbox_counts of the part-minute before them.
+ * start plus _twilio_outbox_counts of the part-minute before them; its
+ * last minute the same by seconds.
  *
  * Copyright (c) 2026, twilio_outbox developers
  *
@@ -294,13 +296,21 @@ count_pending_row(Relation outbox, HeapTuple row, Relation counts, int sign)
 	heap_freetuple(tup);
 }
 
+/* t rounded down to a multiple of unit (as date_bin(unit, t, 'epoch') does) */
+static TimestampTz
+bin(TimestampTz t, int64 unit)
+{
+	/* PostgreSQL's epoch is a whole number of minutes after Unix's */
+	return t - t % unit - (t % unit < 0 ? unit : 0);
+}
+
 /*
- * Append (pool, minute, status, kind, delivery_status, machine, sign, sign *
- * num_segments) when the row is sent or failed and finished after horizon;
- * minute is finished_at rounded down to a whole minute, as
- * date_bin('1 minute', finished_at, 'epoch') does (PostgreSQL's epoch is a
- * whole number of minutes after Unix's).  delivery_status is kept for sent
- * rows only, machine (answered_by LIKE 'machine%') for calls only.
+ * Append (pool, minute, second, status, kind, delivery_status, machine,
+ * raw, sign, sign * num_segments) when the row is sent or failed and
+ * finished after horizon: minute and second are finished_at rounded down
+ * to them, raw says the fold has not yet added the row to the minute's and
+ * the second's sums.  delivery_status is kept for sent rows only, machine
+ * (answered_by LIKE 'machine%') for calls only.
  */
 static void
 count_recent_row(Relation outbox, HeapTuple row, Relation counts, int sign,
@@ -308,8 +318,8 @@ count_recent_row(Relation outbox, HeapTuple row, Relation counts, int sign,
 {
 	bool		isnull;
 	Datum		status;
-	Datum		values[8];
-	bool		nulls[8] = {false, false, false, false, true, false, false, false};
+	Datum		values[10];
+	bool		nulls[10] = {false, false, false, false, false, true, false, false, false, false};
 	Datum		seg;
 	HeapTuple	tup;
 	char	   *status_str;
@@ -328,26 +338,27 @@ count_recent_row(Relation outbox, HeapTuple row, Relation counts, int sign,
 	if (isnull || finished_at <= horizon)
 		return;
 	values[0] = column(outbox, row, "pool", &nulls[0]);
-	values[1] = TimestampTzGetDatum(finished_at - finished_at % USECS_PER_MINUTE -
-									(finished_at % USECS_PER_MINUTE < 0 ? USECS_PER_MINUTE : 0));
-	values[2] = status;
-	values[3] = column(outbox, row, "kind", &nulls[3]);
-	if (nulls[0] || nulls[3])
+	values[1] = TimestampTzGetDatum(bin(finished_at, USECS_PER_MINUTE));
+	values[2] = TimestampTzGetDatum(bin(finished_at, USECS_PER_SEC));
+	values[3] = status;
+	values[4] = column(outbox, row, "kind", &nulls[4]);
+	if (nulls[0] || nulls[4])
 		return;					/* the table's NOT NULLs make this impossible */
-	call = strcmp(TextDatumGetCString(values[3]), "call") == 0;
+	call = strcmp(TextDatumGetCString(values[4]), "call") == 0;
 	if (sent)
-		values[4] = column(outbox, row, "delivery_status", &nulls[4]);
-	values[5] = BoolGetDatum(false);
+		values[5] = column(outbox, row, "delivery_status", &nulls[5]);
+	values[6] = BoolGetDatum(false);
 	if (call)
 	{
 		Datum		answered_by = column(outbox, row, "answered_by", &isnull);
 
-		values[5] = BoolGetDatum(!isnull &&
+		values[6] = BoolGetDatum(!isnull &&
 								 strncmp(TextDatumGetCString(answered_by), "machine", 7) == 0);
 	}
-	values[6] = Int64GetDatum(sign);
+	values[7] = BoolGetDatum(true);
+	values[8] = Int64GetDatum(sign);
 	seg = column(outbox, row, "num_segments", &isnull);
-	values[7] = Int64GetDatum(isnull ? 0 : (int64) sign * DatumGetInt32(seg));
+	values[9] = Int64GetDatum(isnull ? 0 : (int64) sign * DatumGetInt32(seg));
 	tup = heap_form_tuple(RelationGetDescr(counts), values, nulls);
 	simple_heap_insert(counts, tup);
 	heap_freetuple(tup);
@@ -412,7 +423,7 @@ twilio_outbox_count_pending_2_0(PG_FUNCTION_ARGS)
 				 errmsg("_twilio_count_pending() must be called FOR EACH ROW or on TRUNCATE")));
 
 	pending = open_counts(outbox, "_twilio_pending_counts", 6);
-	recent = open_counts(outbox, "_twilio_recent_counts", 8);
+	recent = open_counts(outbox, "_twilio_recent_counts", 10);
 	if (!TRIGGER_FIRED_BY_INSERT(td->tg_event))
 	{
 		/* the old row's counts go (delete, or the old half of an update) */

@@ -23,6 +23,12 @@
  */
 #define TOB_RECENT_HORIZON_S 7200
 
+/*
+ * The fold keeps sent rows' counts by second as well for this long (the
+ * views' last minute and a margin); by minute only after that.
+ */
+#define TOB_RECENT_SECONDS_S 120
+
 /* count rows folded a second at most, per table (tob_housekeeping) */
 #define TOB_FOLD_ROWS 100000
 

@@ -659,39 +659,95 @@ tob_record_cancels(const char *schema, const TobCancel *cancels, int n)
  * keys): any subset of a group's rows may be replaced by their sum, so at
  * most TOB_FOLD_ROWS go a second (a bulk enqueue of millions of rows is
  * folded over a few seconds, not in one long turn); rows of transactions
- * still open stay as they are, a group whose sum is back to zero goes, and
- * so do rows matching stale (a condition, or NULL).  Nothing is rewritten
- * while each group has one row and none is stale.
+ * still open stay as they are, and a group whose sum is back to zero goes.
+ * Nothing is rewritten while each group has one row.  Returns how many
+ * rows were folded.
  */
-static void
-fold_counts(const char *schema, const char *table, const char *keys, const char *stale)
+static int
+fold_counts(const char *schema, const char *table, const char *keys)
 {
 	bool		isnull;
 	bool		fold;
+	int64		rows;
 
-	check_spi(SPI_execute(psprintf("SELECT count(*) >= %d OR count(*) > count(DISTINCT (%s))%s%s "
+	check_spi(SPI_execute(psprintf("SELECT count(*) >= %d OR count(*) > count(DISTINCT (%s)), count(*) "
 								   "FROM (SELECT * FROM %s.%s LIMIT %d) c",
-								   TOB_FOLD_ROWS, keys, stale ? " OR bool_or(" : "",
-								   stale ? psprintf("%s)", stale) : "",
-								   schema, table, TOB_FOLD_ROWS), true, 1),
+								   TOB_FOLD_ROWS, keys, schema, table, TOB_FOLD_ROWS), true, 1),
 			  SPI_OK_SELECT, "reading the counts");
 	if (SPI_processed != 1)
-		return;
+		return 0;
 	fold = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (isnull || !fold)
-		return;
+		return 0;
+	rows = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	check_spi(SPI_execute(psprintf("WITH d AS (DELETE FROM %s.%s"
 								   " WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s.%s LIMIT %d))"
 								   " RETURNING *) "
 								   "INSERT INTO %s.%s (%s, n, segments) "
-								   "SELECT %s, sum(n), sum(segments) FROM d %s%s GROUP BY %s"
+								   "SELECT %s, sum(n), sum(segments) FROM d GROUP BY %s"
 								   " HAVING sum(n) <> 0 OR sum(segments) <> 0",
 								   schema, table, schema, table, TOB_FOLD_ROWS,
-								   schema, table, keys, keys,
-								   stale ? "WHERE NOT " : "", stale ? psprintf("(%s)", stale) : "",
-								   keys),
+								   schema, table, keys, keys, keys),
 						  false, 0),
 			  SPI_OK_INSERT, "folding the counts");
+	return (int) rows;
+}
+
+/*
+ * The same for _twilio_recent_counts, whose rows come in three kinds: raw
+ * (appended by the triggers, with their minute and second), by minute
+ * (second null), and by second (sent rows of the last TOB_RECENT_SECONDS_S).
+ * A raw row is added to both its minute's and, while recent, its second's
+ * sums; minutes past TOB_RECENT_HORIZON_S and seconds past
+ * TOB_RECENT_SECONDS_S go.  The views count a raw row in both places
+ * until then.
+ */
+static int
+fold_recent_counts(const char *schema)
+{
+	const char *keys = "pool, minute, status, kind, delivery_status, machine";
+	const char *stale = psprintf("minute < now() - interval '%d seconds' OR (NOT raw AND second < now() - interval '%d seconds')",
+								 TOB_RECENT_HORIZON_S, TOB_RECENT_SECONDS_S);
+	bool		isnull;
+	bool		fold;
+	int64		rows;
+
+	check_spi(SPI_execute(psprintf("SELECT count(*) >= %d OR bool_or(raw) OR bool_or(%s)"
+								   " OR count(*) > count(DISTINCT (%s, second)), count(*) "
+								   "FROM (SELECT * FROM %s._twilio_recent_counts LIMIT %d) c",
+								   TOB_FOLD_ROWS, stale, keys, schema, TOB_FOLD_ROWS), true, 1),
+			  SPI_OK_SELECT, "reading the recent counts");
+	if (SPI_processed != 1)
+		return 0;
+	fold = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull || !fold)
+		return 0;
+	rows = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	check_spi(SPI_execute(psprintf("WITH d AS (DELETE FROM %s._twilio_recent_counts"
+								   " WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s._twilio_recent_counts LIMIT %d))"
+								   " RETURNING *) "
+								   "INSERT INTO %s._twilio_recent_counts (%s, second, raw, n, segments) "
+								   "SELECT %s, NULL, false, sum(n), sum(segments) FROM d"
+								   " WHERE (raw OR second IS NULL) AND minute >= now() - interval '%d seconds'"
+								   " GROUP BY %s HAVING sum(n) <> 0 OR sum(segments) <> 0 "
+								   "UNION ALL "
+								   "SELECT %s, second, false, sum(n), sum(segments) FROM d"
+								   " WHERE second IS NOT NULL AND status = 'sent'"
+								   " AND second >= now() - interval '%d seconds'"
+								   " GROUP BY %s, second HAVING sum(n) <> 0 OR sum(segments) <> 0",
+								   schema, schema, TOB_FOLD_ROWS,
+								   schema, keys, keys, TOB_RECENT_HORIZON_S, keys,
+								   keys, TOB_RECENT_SECONDS_S, keys),
+						  false, 0),
+			  SPI_OK_INSERT, "folding the recent counts");
+	return (int) rows;
+}
+
+int
+tob_fold_counts(const char *schema)
+{
+	return fold_counts(schema, "_twilio_pending_counts", "pool, status, kind, reason") +
+		fold_recent_counts(schema);
 }
 
 int
@@ -710,11 +766,6 @@ tob_housekeeping(const char *schema, int retention_s)
 								   "WHERE at < now() - interval '2 hours' LIMIT 10000))", schema, schema),
 						  false, 0),
 			  SPI_OK_DELETE, "trimming the error log");
-
-	/* the counts' +1/-1 rows (src/counts.c) */
-	fold_counts(schema, "_twilio_pending_counts", "pool, status, kind, reason", NULL);
-	fold_counts(schema, "_twilio_recent_counts", "pool, minute, status, kind, delivery_status, machine",
-				psprintf("minute < now() - interval '%d seconds'", TOB_RECENT_HORIZON_S));
 
 	/* finished rows and applied callbacks past retention */
 	deleted = tob_retention_trim_outbox(schema, retention_s);
