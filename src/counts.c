@@ -254,20 +254,60 @@ column(Relation outbox, HeapTuple row, const char *name, bool *isnull)
 	return heap_getattr(row, SPI_fnumber(desc, name), desc, isnull);
 }
 
+/* a counts table, opened when a row is first appended to it */
+typedef struct CountsTable
+{
+	Relation	outbox;
+	const char *name;
+	int			natts;
+	Relation	rel;
+} CountsTable;
+
+static Relation
+open_counts(Relation outbox, const char *name, int natts)
+{
+	Oid			oid = get_relname_relid(name, RelationGetNamespace(outbox));
+	Relation	rel;
+
+	if (!OidIsValid(oid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table %s not found", name),
+				 errhint("Reinstall the extension's schema: ALTER EXTENSION twilio_outbox UPDATE.")));
+	rel = table_open(oid, RowExclusiveLock);
+	if (RelationGetDescr(rel)->natts != natts)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table %s has an unexpected definition", name),
+				 errhint("Reinstall the extension's schema: ALTER EXTENSION twilio_outbox UPDATE.")));
+	return rel;
+}
+
+static void
+append_counts(CountsTable *table, Datum *values, bool *nulls)
+{
+	HeapTuple	tup;
+
+	if (table->rel == NULL)
+		table->rel = open_counts(table->outbox, table->name, table->natts);
+	tup = heap_form_tuple(RelationGetDescr(table->rel), values, nulls);
+	simple_heap_insert(table->rel, tup);
+	heap_freetuple(tup);
+}
+
 /*
  * Append (pool, status, kind, reason, sign, sign * num_segments) when the
  * row is pending; reason, for a retrying row, is its last HTTP status or
  * 'transport' (twilio_queue_stats.retrying_by_reason), else null.
  */
 static void
-count_pending_row(Relation outbox, HeapTuple row, Relation counts, int sign)
+count_pending_row(Relation outbox, HeapTuple row, CountsTable *counts, int sign)
 {
 	bool		isnull;
 	Datum		status;
 	Datum		values[6];
 	bool		nulls[6] = {false, false, false, true, false, false};
 	Datum		seg;
-	HeapTuple	tup;
 	char	   *status_str;
 
 	status = column(outbox, row, "status", &isnull);
@@ -291,9 +331,7 @@ count_pending_row(Relation outbox, HeapTuple row, Relation counts, int sign)
 	values[5] = Int64GetDatum(isnull ? 0 : (int64) sign * DatumGetInt32(seg));
 	if (nulls[0] || nulls[2])
 		return;					/* the table's NOT NULLs make this impossible */
-	tup = heap_form_tuple(RelationGetDescr(counts), values, nulls);
-	simple_heap_insert(counts, tup);
-	heap_freetuple(tup);
+	append_counts(counts, values, nulls);
 }
 
 /* t rounded down to a multiple of unit (as date_bin(unit, t, 'epoch') does) */
@@ -313,7 +351,7 @@ bin(TimestampTz t, int64 unit)
  * (answered_by LIKE 'machine%') for calls only.
  */
 static void
-count_recent_row(Relation outbox, HeapTuple row, Relation counts, int sign,
+count_recent_row(Relation outbox, HeapTuple row, CountsTable *counts, int sign,
 				 TimestampTz horizon)
 {
 	bool		isnull;
@@ -321,7 +359,6 @@ count_recent_row(Relation outbox, HeapTuple row, Relation counts, int sign,
 	Datum		values[10];
 	bool		nulls[10] = {false, false, false, false, false, true, false, false, false, false};
 	Datum		seg;
-	HeapTuple	tup;
 	char	   *status_str;
 	TimestampTz finished_at;
 	bool		sent;
@@ -359,29 +396,7 @@ count_recent_row(Relation outbox, HeapTuple row, Relation counts, int sign,
 	values[8] = Int64GetDatum(sign);
 	seg = column(outbox, row, "num_segments", &isnull);
 	values[9] = Int64GetDatum(isnull ? 0 : (int64) sign * DatumGetInt32(seg));
-	tup = heap_form_tuple(RelationGetDescr(counts), values, nulls);
-	simple_heap_insert(counts, tup);
-	heap_freetuple(tup);
-}
-
-static Relation
-open_counts(Relation outbox, const char *name, int natts)
-{
-	Oid			oid = get_relname_relid(name, RelationGetNamespace(outbox));
-	Relation	rel;
-
-	if (!OidIsValid(oid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table %s not found", name),
-				 errhint("Reinstall the extension's schema: ALTER EXTENSION twilio_outbox UPDATE.")));
-	rel = table_open(oid, RowExclusiveLock);
-	if (RelationGetDescr(rel)->natts != natts)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table %s has an unexpected definition", name),
-				 errhint("Reinstall the extension's schema: ALTER EXTENSION twilio_outbox UPDATE.")));
-	return rel;
+	append_counts(counts, values, nulls);
 }
 
 /*
@@ -394,8 +409,8 @@ twilio_outbox_count_pending_2_0(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
 	Relation	outbox;
-	Relation	pending;
-	Relation	recent;
+	CountsTable pending = {NULL, "_twilio_pending_counts", 6, NULL};
+	CountsTable recent = {NULL, "_twilio_recent_counts", 10, NULL};
 	TimestampTz horizon = GetCurrentTransactionStartTimestamp() - TOB_RECENT_HORIZON_S * USECS_PER_SEC;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event))
@@ -422,22 +437,23 @@ twilio_outbox_count_pending_2_0(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("_twilio_count_pending() must be called FOR EACH ROW or on TRUNCATE")));
 
-	pending = open_counts(outbox, "_twilio_pending_counts", 6);
-	recent = open_counts(outbox, "_twilio_recent_counts", 10);
+	pending.outbox = recent.outbox = outbox;
 	if (!TRIGGER_FIRED_BY_INSERT(td->tg_event))
 	{
 		/* the old row's counts go (delete, or the old half of an update) */
-		count_pending_row(outbox, td->tg_trigtuple, pending, -1);
-		count_recent_row(outbox, td->tg_trigtuple, recent, -1, horizon);
+		count_pending_row(outbox, td->tg_trigtuple, &pending, -1);
+		count_recent_row(outbox, td->tg_trigtuple, &recent, -1, horizon);
 	}
 	if (!TRIGGER_FIRED_BY_DELETE(td->tg_event))
 	{
 		HeapTuple	row = TRIGGER_FIRED_BY_INSERT(td->tg_event) ? td->tg_trigtuple : td->tg_newtuple;
 
-		count_pending_row(outbox, row, pending, 1);
-		count_recent_row(outbox, row, recent, 1, horizon);
+		count_pending_row(outbox, row, &pending, 1);
+		count_recent_row(outbox, row, &recent, 1, horizon);
 	}
-	table_close(recent, NoLock);
-	table_close(pending, NoLock);
+	if (recent.rel != NULL)
+		table_close(recent.rel, NoLock);
+	if (pending.rel != NULL)
+		table_close(pending.rel, NoLock);
 	return PointerGetDatum(NULL);
 }
