@@ -30,6 +30,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "commands/vacuum.h"
@@ -48,6 +49,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/regproc.h"
 #include "utils/snapmgr.h"
 
 #include "bgworker.h"
@@ -286,26 +288,45 @@ tob_vacuum(const char *schema, const char *const *tables, int ntables)
 {
 	VacuumStmt *stmt = makeNode(VacuumStmt);
 	ParseState *pstate;
+	MemoryContext cxt = CurrentMemoryContext;
+	MemoryContext saved_portal_cxt = PortalContext;
 
 	stmt->options = list_make1(makeDefElem("truncate", (Node *) makeBoolean(false), -1));
 	stmt->is_vacuumcmd = true;
+	/* schema comes quoted (tob_extension_lookup): parsed as a name, not taken as one */
 	for (int i = 0; i < ntables; i++)
 		stmt->rels = lappend(stmt->rels,
-							 makeVacuumRelation(makeRangeVar(pstrdup(schema), pstrdup(tables[i]), -1),
+							 makeVacuumRelation(makeRangeVarFromNameList(stringToQualifiedNameList(
+													psprintf("%s.%s", schema, quote_identifier(tables[i])))),
 												InvalidOid, NIL));
 
-	/* as exec_simple_query runs it: in a transaction it commits and restarts */
+	/*
+	 * The statement and the parse state in the caller's context, as
+	 * exec_simple_query keeps them in the portal's: VACUUM commits the
+	 * transaction it is called in (deleting its memory) and starts another.
+	 */
+	pstate = make_parsestate(NULL);
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	debug_query_string = "twilio_outbox: VACUUM of the counts";
 	pgstat_report_activity(STATE_RUNNING, debug_query_string);
-	pstate = make_parsestate(NULL);
-	ExecVacuum(pstate, stmt, true);
+	/* its own memory for the whole statement in ours: freed with it even after an error */
+	PortalContext = cxt;
+	PG_TRY();
+	{
+		ExecVacuum(pstate, stmt, true);
+	}
+	PG_FINALLY();
+	{
+		PortalContext = saved_portal_cxt;
+	}
+	PG_END_TRY();
 	free_parsestate(pstate);
 	CommitTransactionCommand();
 	debug_query_string = NULL;
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextSwitchTo(cxt);
 }
 
 bool

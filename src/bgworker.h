@@ -46,8 +46,9 @@ extern MemoryContext tob_xact_caller_context(void);
 /*
  * VACUUM (TRUNCATE false) schema.table for each of tables, as a statement
  * of its own (outside tob_xact_begin/end: VACUUM runs its own
- * transactions).  Without the truncation, which would wait for an
- * exclusive lock on a table that is written all the time.
+ * transactions); schema quoted, as tob_extension_lookup returns it.
+ * Without the truncation, which would wait for an exclusive lock on a
+ * table that is written all the time.
  */
 extern void tob_vacuum(const char *schema, const char *const *tables, int ntables);
 
