@@ -53,6 +53,7 @@
 #include "utils/snapmgr.h"
 
 #include "bgworker.h"
+#include "compat.h"
 #include "settings.h"
 
 /* Where results go: the context current at tob_xact_begin. */
@@ -296,7 +297,7 @@ tob_vacuum(const char *schema, const char *const *tables, int ntables)
 	/* schema comes quoted (tob_extension_lookup): parsed as a name, not taken as one */
 	for (int i = 0; i < ntables; i++)
 		stmt->rels = lappend(stmt->rels,
-							 makeVacuumRelation(makeRangeVarFromNameList(stringToQualifiedNameList(
+							 makeVacuumRelation(makeRangeVarFromNameList(TOB_QUALIFIED_NAME_LIST(
 													psprintf("%s.%s", schema, quote_identifier(tables[i])))),
 												InvalidOid, NIL));
 

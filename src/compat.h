@@ -61,4 +61,11 @@
 #define TOB_JSON_LEX(json, len) makeJsonLexContextCstringLen((json), (len), PG_UTF8, true)
 #endif
 
+/* 16 added a soft-error context */
+#if PG_VERSION_NUM >= 160000
+#define TOB_QUALIFIED_NAME_LIST(string) stringToQualifiedNameList((string), NULL)
+#else
+#define TOB_QUALIFIED_NAME_LIST(string) stringToQualifiedNameList(string)
+#endif
+
 #endif							/* TOB_COMPAT_H */

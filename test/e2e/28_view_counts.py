@@ -13,6 +13,8 @@ drains, records, folds and vacuums the counts the outbox's triggers keep
   outbox under the same snapshot: they never differ.
 - Afterwards the counts are folded (no raw rows are left, the last
   minute is kept by second) and vacuumed by the worker, and still equal.
+- With the extension in a schema whose name needs quoting, the worker
+  vacuums the counts too, without a warning.
 """
 
 import sys
@@ -149,6 +151,25 @@ def folded():
                             "pg_relation_size('_twilio_recent_counts')"))
     t.ok(size < 4 * 1024 * 1024, f"the counts tables stay small ({size // 1024} kB after the drain; "
          f"each message appends 4-7 rows)")
+
+
+@t.case("the worker vacuums the counts of an extension in a schema that needs quoting")
+def quoted_schema():
+    other, _ = start(create_extension=False, name="quoted")
+    other.sql('CREATE SCHEMA "Odd Tob"')
+    other.sql('CREATE EXTENSION twilio_outbox WITH SCHEMA "Odd Tob"')
+    q = '"Odd Tob"'
+    other.sql(f"INSERT INTO {q}.twilio_pools (name, sender, mps, burst) VALUES ('q', '+15005550006', 100, 10)")
+    other.sql(f"INSERT INTO {q}.twilio_outbox (pool, to_number, body, num_segments, status, finished_at, sent_at) "
+              "SELECT 'q', '+14155559999', 'old', 1, 'sent', now() - i * interval '10 ms', "
+              "now() - i * interval '10 ms' FROM generate_series(1, 3000) i")
+    t.ok(wait_until(lambda: int(other.sql_value(
+        f"SELECT pg_stat_get_vacuum_count('{q}._twilio_pending_counts'::regclass) + "
+        f"pg_stat_get_vacuum_count('{q}._twilio_recent_counts'::regclass)")) > 0, 20, 0.5),
+        "the counts were vacuumed")
+    bad = [line for line in other.log_text().splitlines()
+           if "WARNING" in line or "ERROR" in line or "terminated by signal" in line]
+    t.eq(bad[:5], [], "no warning or error in the server log")
 
 
 t.done()
