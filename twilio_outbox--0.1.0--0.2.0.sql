@@ -849,7 +849,8 @@ CREATE INDEX twilio_outbox_pool_status_idx ON twilio_outbox (pool, status, kind,
 
 -- API: private
 -- Exact counts of one pool's rows by status and kind (those that finished
--- after `after`, when it is not null) and, when with_segments, the sum of
+-- after `after` and before `before`, each when not null) and, when
+-- with_segments, the sum of
 -- their segments, read from twilio_outbox_pool_status_idx like an index-only
 -- scan, without the executor's cost per row (src/counts.c).  One row per
 -- status and kind (message, call).

@@ -632,7 +632,8 @@ COMMENT ON VIEW twilio_worker_status IS 'Live state of the twilio_outbox worker:
 
 -- API: private
 -- Exact counts of one pool's rows by status and kind (those that finished
--- after `after`, when it is not null) and, when with_segments, the sum of
+-- after `after` and before `before`, each when not null) and, when
+-- with_segments, the sum of
 -- their segments, read from twilio_outbox_pool_status_idx like an index-only
 -- scan, without the executor's cost per row (src/counts.c).  One row per
 -- status and kind (message, call).

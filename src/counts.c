@@ -245,13 +245,40 @@ is_pending(const char *status)
 		strcmp(status, "sending") == 0;
 }
 
-/* a row's column by name (the outbox's columns may move between versions) */
+/* the outbox's columns the counts read, by name: their numbers may differ between versions */
+typedef enum OutboxColumn
+{
+	COL_STATUS, COL_POOL, COL_KIND, COL_NUM_SEGMENTS, COL_LAST_HTTP_STATUS,
+	COL_FINISHED_AT, COL_DELIVERY_STATUS, COL_ANSWERED_BY, NUM_OUTBOX_COLUMNS
+} OutboxColumn;
+
+static const char *const outbox_columns[NUM_OUTBOX_COLUMNS] = {
+	"status", "pool", "kind", "num_segments", "last_http_status",
+	"finished_at", "delivery_status", "answered_by"
+};
+
+/* each one's attribute number, looked up once and checked by name on every use */
+static int	outbox_attnums[NUM_OUTBOX_COLUMNS];
+
 static Datum
-column(Relation outbox, HeapTuple row, const char *name, bool *isnull)
+column(Relation outbox, HeapTuple row, OutboxColumn col, bool *isnull)
 {
 	TupleDesc	desc = RelationGetDescr(outbox);
+	int			attnum = outbox_attnums[col];
 
-	return heap_getattr(row, SPI_fnumber(desc, name), desc, isnull);
+	if (attnum <= 0 || attnum > desc->natts ||
+		TupleDescAttr(desc, attnum - 1)->attisdropped ||
+		strcmp(NameStr(TupleDescAttr(desc, attnum - 1)->attname), outbox_columns[col]) != 0)
+	{
+		attnum = SPI_fnumber(desc, outbox_columns[col]);
+		if (attnum <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("twilio_outbox has no column \"%s\"", outbox_columns[col]),
+					 errhint("Reinstall the extension's schema: ALTER EXTENSION twilio_outbox UPDATE.")));
+		outbox_attnums[col] = attnum;
+	}
+	return heap_getattr(row, attnum, desc, isnull);
 }
 
 /* a counts table, opened when a row is first appended to it */
@@ -301,33 +328,28 @@ append_counts(CountsTable *table, Datum *values, bool *nulls)
  * 'transport' (twilio_queue_stats.retrying_by_reason), else null.
  */
 static void
-count_pending_row(Relation outbox, HeapTuple row, CountsTable *counts, int sign)
+count_pending_row(Relation outbox, HeapTuple row, Datum status, const char *status_str,
+				  CountsTable *counts, int sign)
 {
 	bool		isnull;
-	Datum		status;
 	Datum		values[6];
 	bool		nulls[6] = {false, false, false, true, false, false};
 	Datum		seg;
-	char	   *status_str;
 
-	status = column(outbox, row, "status", &isnull);
-	if (isnull)
-		return;
-	status_str = TextDatumGetCString(status);
 	if (!is_pending(status_str))
 		return;
-	values[0] = column(outbox, row, "pool", &nulls[0]);
+	values[0] = column(outbox, row, COL_POOL, &nulls[0]);
 	values[1] = status;
-	values[2] = column(outbox, row, "kind", &nulls[2]);
+	values[2] = column(outbox, row, COL_KIND, &nulls[2]);
 	if (strcmp(status_str, "retrying") == 0)
 	{
-		Datum		http = column(outbox, row, "last_http_status", &isnull);
+		Datum		http = column(outbox, row, COL_LAST_HTTP_STATUS, &isnull);
 
 		values[3] = CStringGetTextDatum(isnull ? "transport" : psprintf("%d", DatumGetInt32(http)));
 		nulls[3] = false;
 	}
 	values[4] = Int64GetDatum(sign);
-	seg = column(outbox, row, "num_segments", &isnull);
+	seg = column(outbox, row, COL_NUM_SEGMENTS, &isnull);
 	values[5] = Int64GetDatum(isnull ? 0 : (int64) sign * DatumGetInt32(seg));
 	if (nulls[0] || nulls[2])
 		return;					/* the table's NOT NULLs make this impossible */
@@ -351,52 +373,63 @@ bin(TimestampTz t, int64 unit)
  * (answered_by LIKE 'machine%') for calls only.
  */
 static void
-count_recent_row(Relation outbox, HeapTuple row, CountsTable *counts, int sign,
-				 TimestampTz horizon)
+count_recent_row(Relation outbox, HeapTuple row, Datum status, const char *status_str,
+				 CountsTable *counts, int sign, TimestampTz horizon)
 {
 	bool		isnull;
-	Datum		status;
 	Datum		values[10];
 	bool		nulls[10] = {false, false, false, false, false, true, false, false, false, false};
 	Datum		seg;
-	char	   *status_str;
 	TimestampTz finished_at;
 	bool		sent;
 	bool		call;
 
-	status = column(outbox, row, "status", &isnull);
-	if (isnull)
-		return;
-	status_str = TextDatumGetCString(status);
 	sent = strcmp(status_str, "sent") == 0;
 	if (!sent && strcmp(status_str, "failed") != 0)
 		return;
-	finished_at = DatumGetTimestampTz(column(outbox, row, "finished_at", &isnull));
+	finished_at = DatumGetTimestampTz(column(outbox, row, COL_FINISHED_AT, &isnull));
 	if (isnull || finished_at <= horizon)
 		return;
-	values[0] = column(outbox, row, "pool", &nulls[0]);
+	values[0] = column(outbox, row, COL_POOL, &nulls[0]);
 	values[1] = TimestampTzGetDatum(bin(finished_at, USECS_PER_MINUTE));
 	values[2] = TimestampTzGetDatum(bin(finished_at, USECS_PER_SEC));
 	values[3] = status;
-	values[4] = column(outbox, row, "kind", &nulls[4]);
+	values[4] = column(outbox, row, COL_KIND, &nulls[4]);
 	if (nulls[0] || nulls[4])
 		return;					/* the table's NOT NULLs make this impossible */
 	call = strcmp(TextDatumGetCString(values[4]), "call") == 0;
 	if (sent)
-		values[5] = column(outbox, row, "delivery_status", &nulls[5]);
+		values[5] = column(outbox, row, COL_DELIVERY_STATUS, &nulls[5]);
 	values[6] = BoolGetDatum(false);
 	if (call)
 	{
-		Datum		answered_by = column(outbox, row, "answered_by", &isnull);
+		Datum		answered_by = column(outbox, row, COL_ANSWERED_BY, &isnull);
 
 		values[6] = BoolGetDatum(!isnull &&
 								 strncmp(TextDatumGetCString(answered_by), "machine", 7) == 0);
 	}
 	values[7] = BoolGetDatum(true);
 	values[8] = Int64GetDatum(sign);
-	seg = column(outbox, row, "num_segments", &isnull);
+	seg = column(outbox, row, COL_NUM_SEGMENTS, &isnull);
 	values[9] = Int64GetDatum(isnull ? 0 : (int64) sign * DatumGetInt32(seg));
 	append_counts(counts, values, nulls);
+}
+
+/* one row's counts, +1 or -1, in whichever of the two tables count it */
+static void
+count_row(Relation outbox, HeapTuple row, CountsTable *pending, CountsTable *recent,
+		  int sign, TimestampTz horizon)
+{
+	bool		isnull;
+	Datum		status = column(outbox, row, COL_STATUS, &isnull);
+	char	   *status_str;
+
+	if (isnull)
+		return;
+	status_str = TextDatumGetCString(status);
+	count_pending_row(outbox, row, status, status_str, pending, sign);
+	count_recent_row(outbox, row, status, status_str, recent, sign, horizon);
+	pfree(status_str);
 }
 
 /*
@@ -438,19 +471,12 @@ twilio_outbox_count_pending_2_0(PG_FUNCTION_ARGS)
 				 errmsg("_twilio_count_pending() must be called FOR EACH ROW or on TRUNCATE")));
 
 	pending.outbox = recent.outbox = outbox;
+	/* the old row's counts go (delete, or the old half of an update) */
 	if (!TRIGGER_FIRED_BY_INSERT(td->tg_event))
-	{
-		/* the old row's counts go (delete, or the old half of an update) */
-		count_pending_row(outbox, td->tg_trigtuple, &pending, -1);
-		count_recent_row(outbox, td->tg_trigtuple, &recent, -1, horizon);
-	}
+		count_row(outbox, td->tg_trigtuple, &pending, &recent, -1, horizon);
 	if (!TRIGGER_FIRED_BY_DELETE(td->tg_event))
-	{
-		HeapTuple	row = TRIGGER_FIRED_BY_INSERT(td->tg_event) ? td->tg_trigtuple : td->tg_newtuple;
-
-		count_pending_row(outbox, row, &pending, 1);
-		count_recent_row(outbox, row, &recent, 1, horizon);
-	}
+		count_row(outbox, TRIGGER_FIRED_BY_INSERT(td->tg_event) ? td->tg_trigtuple : td->tg_newtuple,
+				  &pending, &recent, 1, horizon);
 	if (recent.rel != NULL)
 		table_close(recent.rel, NoLock);
 	if (pending.rel != NULL)

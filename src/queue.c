@@ -655,24 +655,23 @@ tob_record_cancels(const char *schema, const TobCancel *cancels, int n)
 }
 
 /*
- * Fold a counts table's +1/-1 rows into one row per group (its columns
- * keys): any subset of a group's rows may be replaced by their sum, so at
- * most TOB_FOLD_ROWS go a second (a bulk enqueue of millions of rows is
- * folded over a few seconds, not in one long turn); rows of transactions
- * still open stay as they are, and a group whose sum is back to zero goes.
- * Nothing is rewritten while each group has one row.  Returns how many
- * rows were folded.
+ * Fold a counts table's +1/-1 rows when need (a condition over its first
+ * TOB_FOLD_ROWS rows, aggregates allowed) holds: those rows are deleted
+ * and sums (an INSERT ... SELECT from d, the deleted rows) puts back their
+ * sums, so at most TOB_FOLD_ROWS go a second (a bulk enqueue of millions
+ * of rows is folded over a few seconds, not in one long turn).  Any subset
+ * of a group's rows may be replaced by their sum; rows of transactions
+ * still open stay as they are.  Returns how many rows were folded.
  */
 static int
-fold_counts(const char *schema, const char *table, const char *keys)
+fold_table(const char *schema, const char *table, const char *need, const char *sums)
 {
 	bool		isnull;
 	bool		fold;
 	int64		rows;
 
-	check_spi(SPI_execute(psprintf("SELECT count(*) >= %d OR count(*) > count(DISTINCT (%s)), count(*) "
-								   "FROM (SELECT * FROM %s.%s LIMIT %d) c",
-								   TOB_FOLD_ROWS, keys, schema, table, TOB_FOLD_ROWS), true, 1),
+	check_spi(SPI_execute(psprintf("SELECT %s, count(*) FROM (SELECT * FROM %s.%s LIMIT %d) c",
+								   need, schema, table, TOB_FOLD_ROWS), true, 1),
 			  SPI_OK_SELECT, "reading the counts");
 	if (SPI_processed != 1)
 		return 0;
@@ -682,72 +681,66 @@ fold_counts(const char *schema, const char *table, const char *keys)
 	rows = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	check_spi(SPI_execute(psprintf("WITH d AS (DELETE FROM %s.%s"
 								   " WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s.%s LIMIT %d))"
-								   " RETURNING *) "
-								   "INSERT INTO %s.%s (%s, n, segments) "
-								   "SELECT %s, sum(n), sum(segments) FROM d GROUP BY %s"
-								   " HAVING sum(n) <> 0 OR sum(segments) <> 0",
-								   schema, table, schema, table, TOB_FOLD_ROWS,
-								   schema, table, keys, keys, keys),
+								   " RETURNING *) %s",
+								   schema, table, schema, table, TOB_FOLD_ROWS, sums),
 						  false, 0),
 			  SPI_OK_INSERT, "folding the counts");
 	return (int) rows;
 }
 
 /*
- * The same for _twilio_recent_counts, whose rows come in three kinds: raw
- * (appended by the triggers, with their minute and second), by minute
- * (second null), and by second (sent rows of the last TOB_RECENT_SECONDS_S).
- * A raw row is added to both its minute's and, while recent, its second's
- * sums; minutes past TOB_RECENT_HORIZON_S and seconds past
- * TOB_RECENT_SECONDS_S go.  The views count a raw row in both places
- * until then.
+ * _twilio_pending_counts: one row per (pool, status, kind, reason); a
+ * group whose sum is back to zero goes.  Nothing is rewritten while each
+ * group has one row.
+ */
+static int
+fold_pending_counts(const char *schema)
+{
+	const char *keys = "pool, status, kind, reason";
+
+	return fold_table(schema, "_twilio_pending_counts",
+					  psprintf("count(*) >= %d OR count(*) > count(DISTINCT (%s))", TOB_FOLD_ROWS, keys),
+					  psprintf("INSERT INTO %s._twilio_pending_counts (%s, n, segments) "
+							   "SELECT %s, sum(n), sum(segments) FROM d GROUP BY %s"
+							   " HAVING sum(n) <> 0 OR sum(segments) <> 0",
+							   schema, keys, keys, keys));
+}
+
+/*
+ * _twilio_recent_counts, whose rows come in three kinds: raw (appended by
+ * the triggers, with their minute and second), by minute (second null),
+ * and by second (sent rows of the last TOB_RECENT_SECONDS_S).  A raw row
+ * is added to both its minute's and, while recent, its second's sums;
+ * minutes past TOB_RECENT_HORIZON_S and seconds past TOB_RECENT_SECONDS_S
+ * go.  The views count a raw row in both places until then.
  */
 static int
 fold_recent_counts(const char *schema)
 {
 	const char *keys = "pool, minute, status, kind, delivery_status, machine";
-	const char *stale = psprintf("minute < now() - interval '%d seconds' OR (NOT raw AND second < now() - interval '%d seconds')",
-								 TOB_RECENT_HORIZON_S, TOB_RECENT_SECONDS_S);
-	bool		isnull;
-	bool		fold;
-	int64		rows;
 
-	check_spi(SPI_execute(psprintf("SELECT count(*) >= %d OR bool_or(raw) OR bool_or(%s)"
-								   " OR count(*) > count(DISTINCT (%s, second)), count(*) "
-								   "FROM (SELECT * FROM %s._twilio_recent_counts LIMIT %d) c",
-								   TOB_FOLD_ROWS, stale, keys, schema, TOB_FOLD_ROWS), true, 1),
-			  SPI_OK_SELECT, "reading the recent counts");
-	if (SPI_processed != 1)
-		return 0;
-	fold = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (isnull || !fold)
-		return 0;
-	rows = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	check_spi(SPI_execute(psprintf("WITH d AS (DELETE FROM %s._twilio_recent_counts"
-								   " WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s._twilio_recent_counts LIMIT %d))"
-								   " RETURNING *) "
-								   "INSERT INTO %s._twilio_recent_counts (%s, second, raw, n, segments) "
-								   "SELECT %s, NULL, false, sum(n), sum(segments) FROM d"
-								   " WHERE (raw OR second IS NULL) AND minute >= now() - interval '%d seconds'"
-								   " GROUP BY %s HAVING sum(n) <> 0 OR sum(segments) <> 0 "
-								   "UNION ALL "
-								   "SELECT %s, second, false, sum(n), sum(segments) FROM d"
-								   " WHERE second IS NOT NULL AND status = 'sent'"
-								   " AND second >= now() - interval '%d seconds'"
-								   " GROUP BY %s, second HAVING sum(n) <> 0 OR sum(segments) <> 0",
-								   schema, schema, TOB_FOLD_ROWS,
-								   schema, keys, keys, TOB_RECENT_HORIZON_S, keys,
-								   keys, TOB_RECENT_SECONDS_S, keys),
-						  false, 0),
-			  SPI_OK_INSERT, "folding the recent counts");
-	return (int) rows;
+	return fold_table(schema, "_twilio_recent_counts",
+					  psprintf("count(*) >= %d OR bool_or(raw) OR count(*) > count(DISTINCT (%s, second))"
+							   " OR bool_or(minute < now() - interval '%d seconds')"
+							   " OR bool_or(NOT raw AND second < now() - interval '%d seconds')",
+							   TOB_FOLD_ROWS, keys, TOB_RECENT_HORIZON_S, TOB_RECENT_SECONDS_S),
+					  psprintf("INSERT INTO %s._twilio_recent_counts (%s, second, raw, n, segments) "
+							   "SELECT %s, NULL, false, sum(n), sum(segments) FROM d"
+							   " WHERE (raw OR second IS NULL) AND minute >= now() - interval '%d seconds'"
+							   " GROUP BY %s HAVING sum(n) <> 0 OR sum(segments) <> 0 "
+							   "UNION ALL "
+							   "SELECT %s, second, false, sum(n), sum(segments) FROM d"
+							   " WHERE second IS NOT NULL AND status = 'sent'"
+							   " AND second >= now() - interval '%d seconds'"
+							   " GROUP BY %s, second HAVING sum(n) <> 0 OR sum(segments) <> 0",
+							   schema, keys, keys, TOB_RECENT_HORIZON_S, keys,
+							   keys, TOB_RECENT_SECONDS_S, keys));
 }
 
 int
 tob_fold_counts(const char *schema)
 {
-	return fold_counts(schema, "_twilio_pending_counts", "pool, status, kind, reason") +
-		fold_recent_counts(schema);
+	return fold_pending_counts(schema) + fold_recent_counts(schema);
 }
 
 int

@@ -58,7 +58,7 @@
 #define APPLY_BATCH				1000	/* stored webhooks applied per statement */
 #define APPLY_ROUNDS			20	/* statements per maintenance at most, */
 #define APPLY_BUDGET_MS			100 /* and none started after this long */
-#define VACUUM_COUNTS_AFTER		1000	/* rows folded that make the counts worth a VACUUM */
+#define VACUUM_COUNTS_AFTER		20000	/* rows folded (dead tuples) that make the counts worth a VACUUM */
 
 static uint32 tob_wait_event = 0;
 static char *schema = NULL;		/* quoted, in TopMemoryContext; NULL: not ready */
@@ -73,6 +73,9 @@ static TimestampTz next_maintenance = 0;
  * none.
  */
 #define POOLS_RELOAD_US		(30 * USECS_PER_SEC)
+
+/* rows the fold has folded since the counts were last vacuumed */
+static int64 folded_since_vacuum = 0;
 static uint64 pools_version_read = 0;
 static TimestampTz pools_read_at = 0;
 static bool pools_read_all = true;
@@ -312,13 +315,17 @@ maintenance(void)
 	/*
 	 * The fold leaves a dead tuple for every row it folded: at thousands of
 	 * messages a second, a minute of them (autovacuum's naptime) would make
-	 * every poll of the views read tens of megabytes.  Reclaimed each
-	 * second instead, the counts stay a few pages.
+	 * every poll of the views read tens of megabytes.  Reclaimed once
+	 * VACUUM_COUNTS_AFTER have piled up (every second or two of a fast
+	 * drain), the counts stay a few hundred kB; a slow trickle leaves them
+	 * to autovacuum.
 	 */
-	if (folded >= VACUUM_COUNTS_AFTER)
+	folded_since_vacuum += folded;
+	if (folded_since_vacuum >= VACUUM_COUNTS_AFTER)
 	{
 		static const char *const counts[] = {"_twilio_pending_counts", "_twilio_recent_counts"};
 
+		folded_since_vacuum = 0;
 		tob_vacuum(found, counts, lengthof(counts));
 		MemoryContextSwitchTo(cxt);
 	}

@@ -162,7 +162,7 @@ def quoted_schema():
     other.sql(f"INSERT INTO {q}.twilio_pools (name, sender, mps, burst) VALUES ('q', '+15005550006', 100, 10)")
     other.sql(f"INSERT INTO {q}.twilio_outbox (pool, to_number, body, num_segments, status, finished_at, sent_at) "
               "SELECT 'q', '+14155559999', 'old', 1, 'sent', now() - i * interval '10 ms', "
-              "now() - i * interval '10 ms' FROM generate_series(1, 3000) i")
+              "now() - i * interval '10 ms' FROM generate_series(1, 25000) i")
     t.ok(wait_until(lambda: int(other.sql_value(
         f"SELECT pg_stat_get_vacuum_count('{q}._twilio_pending_counts'::regclass) + "
         f"pg_stat_get_vacuum_count('{q}._twilio_recent_counts'::regclass)")) > 0, 20, 0.5),
