@@ -19,7 +19,7 @@
  * transaction began are not counted in _twilio_recent_counts, and the fold
  * drops its minutes older than this.  The views read the last hour; the
  * other hour is a margin for readers whose now() lags their snapshot.
- * Also in the triggers' WHEN clauses (twilio_outbox--*.sql).
+ * Also in the update and delete triggers' WHEN clauses (twilio_outbox--*.sql).
  */
 #define TOB_RECENT_HORIZON_S 7200
 

@@ -317,7 +317,7 @@ maintenance(void)
 	 * messages a second, a minute of them (autovacuum's naptime) would make
 	 * every poll of the views read tens of megabytes.  Reclaimed once
 	 * VACUUM_COUNTS_AFTER have piled up (every second or two of a fast
-	 * drain), the counts stay a few hundred kB; a slow trickle leaves them
+	 * drain), the counts stay a few MB at most; a slow trickle leaves them
 	 * to autovacuum.
 	 */
 	folded_since_vacuum += folded;
