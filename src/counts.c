@@ -31,7 +31,7 @@
  * transaction, so that any snapshot sees counts that add up to exactly the
  * rows it sees.  Nobody updates a counts row (no lock is ever waited for:
  * concurrent enqueues never queue behind each other); the worker folds the
- * appended rows into one per group every second (tob_housekeeping).  The
+ * appended rows into one per group every second (tob_fold_counts).  The
  * tuples go straight into the heap (the tables have no index and no
  * trigger): on the enqueue path this costs a heap insert, not a query.
  * A view's last hour is the recent counts of the whole minutes after its

@@ -4,7 +4,7 @@
  *		The outbox's counts for the monitoring views (src/counts.c): the
  *		pending rows and the rows finished recently, kept by row triggers
  *		in _twilio_pending_counts and _twilio_recent_counts and folded by
- *		the worker (tob_housekeeping).
+ *		the worker (tob_fold_counts, src/queue.c).
  *
  * IDENTIFICATION
  *	  src/counts.h
@@ -29,7 +29,7 @@
  */
 #define TOB_RECENT_SECONDS_S 120
 
-/* count rows folded a second at most, per table (tob_housekeeping) */
+/* count rows folded a second at most, per table (tob_fold_counts) */
 #define TOB_FOLD_ROWS 100000
 
 #endif							/* TOB_COUNTS_H */

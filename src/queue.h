@@ -148,7 +148,8 @@ extern int	tob_housekeeping(const char *schema, int retention_s);
 /*
  * Once a second: fold the +1/-1 rows the outbox's triggers appended to
  * _twilio_pending_counts and _twilio_recent_counts (src/counts.c) into one
- * row per group, and drop recent minutes past TOB_RECENT_HORIZON_S.
+ * row per group, and drop recent minutes past TOB_RECENT_HORIZON_S and
+ * seconds past TOB_RECENT_SECONDS_S.
  * Returns how many rows were folded (each leaves a dead tuple behind).
  */
 extern int	tob_fold_counts(const char *schema);
